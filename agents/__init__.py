@@ -1,0 +1,1 @@
+"""Agents: scripted checkers (``random``, ``expert``) and model backends (``hf``, ``vllm``, ``openai``)."""

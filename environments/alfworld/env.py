@@ -1,0 +1,142 @@
+"""The ALFWorld environment: real TextWorld games, one per task.
+
+Each task is one ``game.tw-pddl`` file; ``reset`` loads it into a TextWorld engine
+(``textworld.start`` with ALFWorld's own demangler wrapper, from the ``alfworld``
+package) and asks the engine only for what we use: ``won``, ``admissible_commands``
+and the game's expert ``walkthrough``.
+
+Rewards follow the reference setup: ``success_reward`` (10) at the step that wins,
+0 otherwise. ``terminated`` is set when the game is won; the step limit is
+``truncated`` (base class). The TextWorld engine is not thread-safe: run several games
+in separate processes (``opid_gym.workers``), never in threads.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from environments.alfworld.games import Game, list_games
+from environments.alfworld.prompt import ALFWORLD_PROMPT
+from opid_gym.env import TaskState, TextEnv, Transition
+
+_BANNER = re.compile(r"^\s*-=\s*Welcome to TextWorld, ALFRED!\s*=-\s*", re.IGNORECASE)
+_TASK = re.compile(r"Your task is to:\s*(.+)", re.IGNORECASE)
+_EXCLUDED_COMMANDS = {"help"}
+
+
+def _import_engine() -> tuple[Any, Any, Any]:
+    try:
+        import textworld
+        from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredInfos
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "ALFWorld needs the `alfworld` and `textworld` packages: pip install 'opid-gym[alfworld]'"
+        ) from exc
+    return textworld, AlfredDemangler, AlfredInfos
+
+
+class ALFWorldEnv(TextEnv):
+    """ALFWorld text games.
+
+    Args:
+        split: ``train``, ``valid_seen``, ``valid_unseen`` or ``valid_train``.
+        data_root: the data root (see :mod:`opid_gym.data`).
+        max_steps: step limit (30 in the OPID protocol, 50 in the SDAR/GiGPO one).
+        task_types: keep only these short task types (``pick``, ``look``, ...).
+        success_reward: the reward of the winning step.
+    """
+
+    family = "alfworld"
+    action_format = "think_action_lower"
+    prompt = ALFWORLD_PROMPT
+    metric_keys: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        split: str = "valid_unseen",
+        *,
+        data_root: str | Path | None = None,
+        max_steps: int = 30,
+        task_types: list[str] | None = None,
+        success_reward: float = 10.0,
+        render_mode: str | None = None,
+    ) -> None:
+        super().__init__(max_steps=max_steps, render_mode=render_mode)
+        self.split = split
+        games = list_games(split, data_root)
+        if task_types:
+            games = [g for g in games if g.task_type in set(task_types)]
+        self.games: list[Game] = games
+        self.success_reward = float(success_reward)
+        self._engine = None
+        self._walkthrough: list[str] = []
+        self._actions: list[str] = []
+
+    # --------------------------------------------------------------- family API
+    def _num_tasks(self) -> int:
+        return len(self.games)
+
+    def task_ids(self) -> list[str]:
+        return [g.task_id for g in self.games]
+
+    def task_types(self) -> list[str]:
+        return [g.task_type for g in self.games]
+
+    def _load_task(self, index: int, rng: np.random.Generator) -> TaskState:
+        textworld, demangler, infos_wrapper = _import_engine()
+        game = self.games[index]
+        request = textworld.EnvInfos(won=True, admissible_commands=True, extras=["walkthrough"])
+        self._engine = textworld.start(str(game.path), request, wrappers=[demangler(shuffle=False), infos_wrapper])
+        state = self._engine.reset()
+        observation = _BANNER.sub("", state["feedback"]).strip()
+        match = _TASK.search(observation)
+        task = match.group(1).strip() if match else ""
+        self._walkthrough = list(state.get("extra.walkthrough") or [])
+        self._actions = []
+        return TaskState(
+            observation=observation,
+            task=task,
+            task_id=game.task_id,
+            task_type=game.task_type,
+            admissible_actions=self._admissible(state),
+            info={"expert_plan": list(self._walkthrough), "gamefile": str(game.path)},
+        )
+
+    def _act(self, action: str) -> Transition:
+        assert self._engine is not None
+        state, _, done = self._engine.step(action)
+        self._actions.append(action)
+        won = bool(state["won"])
+        return Transition(
+            observation=state["feedback"].strip(),
+            reward=self.success_reward if won else 0.0,
+            done=bool(done) or won,
+            won=won,
+            admissible_actions=self._admissible(state),
+        )
+
+    def expert_action(self) -> str | None:
+        """The walkthrough's next action while the agent has followed it so far.
+
+        Once the agent leaves the walkthrough, the plan no longer applies and this
+        returns None (the step where that happens is what hindsight analysis uses).
+        """
+        n = len(self._actions)
+        if self._actions == self._walkthrough[:n] and n < len(self._walkthrough):
+            return self._walkthrough[n]
+        return None
+
+    def close_task(self) -> None:
+        if self._engine is not None:
+            try:
+                self._engine.close()
+            finally:
+                self._engine = None
+
+    @staticmethod
+    def _admissible(state: Any) -> list[str]:
+        return [c for c in (state.get("admissible_commands") or []) if c not in _EXCLUDED_COMMANDS]

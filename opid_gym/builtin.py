@@ -1,0 +1,86 @@
+"""The one list of everything opid-gym ships: environment ids, benchmarks, agents, learners.
+
+Entries point at their implementation lazily (``"module:attr"``): nothing here imports
+an environment family, a model backend or a learner, so ``import opid_gym`` stays light
+and works without the optional extras.
+"""
+
+from __future__ import annotations
+
+from opid_gym.benchmark import Benchmark
+
+# ------------------------------------------------------------------ environments
+# (id, entry point, constructor kwargs, description)
+ALFWORLD = "environments.alfworld.env:ALFWorldEnv"
+WEBSHOP = "environments.webshop.env:WebShopEnv"
+SEARCHQA = "environments.searchqa.env:SearchQAEnv"
+
+SEARCHQA_DATASETS = ("nq", "triviaqa", "popqa", "hotpotqa", "2wiki", "musique", "bamboogle")
+
+ENVS: list[tuple[str, str, dict, str]] = [
+    ("alfworld-train", ALFWORLD, {"split": "train"}, "ALFWorld training games (3553 upstream)"),
+    ("alfworld-valid-train", ALFWORLD, {"split": "valid_train"}, "ALFWorld valid_train games (200 upstream)"),
+    ("alfworld-seen", ALFWORLD, {"split": "valid_seen"}, "ALFWorld eval_in_distribution (valid_seen, 140 games)"),
+    ("alfworld-unseen", ALFWORLD, {"split": "valid_unseen"}, "ALFWorld eval_out_of_distribution (valid_unseen, 134 games)"),
+    ("webshop-train", WEBSHOP, {"split": "train"}, "WebShop training goals (1000-product catalogue)"),
+    ("webshop-eval", WEBSHOP, {"split": "eval"}, "WebShop evaluation goals (fixed seeded list)"),
+    ("searchqa-train", SEARCHQA, {"dataset": "train"}, "Search QA training questions (NQ + HotpotQA)"),
+    ("searchqa", SEARCHQA, {"dataset": "all"}, "Search QA evaluation, all seven data sets"),
+    *[
+        (f"searchqa-{d}", SEARCHQA, {"dataset": d}, f"Search QA evaluation, {d}")
+        for d in SEARCHQA_DATASETS
+    ],
+]
+
+# ------------------------------------------------------------------- benchmarks
+_ALF = dict(train_env_id="opid/alfworld-train", invalid_penalty=0.1, max_prompt_tokens=2048)
+_SEARCH = dict(
+    train_env_id="opid/searchqa-train", max_steps=4, history_length=4,
+    invalid_penalty=0.01, max_prompt_tokens=4096,
+)
+
+BENCHMARKS: list[Benchmark] = [
+    Benchmark("alfworld-unseen", "opid/alfworld-unseen", max_steps=30, history_length=5,
+              description="ALFWorld unseen split, all 134 games once, 30 steps (OPID protocol)", **_ALF),
+    Benchmark("alfworld-seen", "opid/alfworld-seen", max_steps=30, history_length=5,
+              description="ALFWorld seen split, all 140 games once, 30 steps (OPID protocol)", **_ALF),
+    Benchmark("alfworld-unseen-50", "opid/alfworld-unseen", max_steps=50, history_length=2,
+              description="ALFWorld unseen split, 50 steps, history 2 (SDAR/GiGPO protocol)", **_ALF),
+    Benchmark("alfworld-seen-50", "opid/alfworld-seen", max_steps=50, history_length=2,
+              description="ALFWorld seen split, 50 steps, history 2 (SDAR/GiGPO protocol)", **_ALF),
+    Benchmark("webshop", "opid/webshop-eval", "opid/webshop-train", max_steps=15, history_length=2,
+              invalid_penalty=0.1, max_prompt_tokens=4096,
+              description="WebShop 1000-product shop, fixed evaluation goals, 15 steps"),
+    Benchmark("searchqa", "opid/searchqa", overall="types",
+              description="Search QA: NQ, TriviaQA, PopQA, HotpotQA, 2Wiki, MuSiQue, Bamboogle (average over data sets)",
+              **_SEARCH),
+    *[
+        Benchmark(f"searchqa-{d}", f"opid/searchqa-{d}", description=f"Search QA: {d}", **_SEARCH)
+        for d in SEARCHQA_DATASETS
+    ],
+]
+
+# ------------------------------------------------------------------------ agents
+# Scripted agents by name; model agents by prefix ("hf:<model>", ...).
+AGENTS: dict[str, tuple[str, str]] = {
+    "random": ("agents.scripted:RandomAgent", "uniform over the admissible actions (env check, not a baseline)"),
+    "expert": ("agents.scripted:ExpertAgent", "follows the environment's expert plan (env check, not a baseline)"),
+}
+AGENT_PREFIXES: dict[str, tuple[str, str]] = {
+    "hf": ("agents.hf:make_agent", "a transformers model: hf:<name-or-path> (smollm2-135m, tiny, Qwen/...)"),
+    "vllm": ("agents.vllm_backend:make_agent", "a vLLM engine (GPU): vllm:<name-or-path>"),
+    "openai": ("agents.openai_client:make_agent", "an OpenAI-compatible API: openai:<model> (--base-url, --api-key)"),
+}
+
+# ---------------------------------------------------------------------- learners
+LEARNERS: dict[str, str] = {
+    "grpo": "learners.grpo:GRPO",
+    "opid": "learners.opid:OPID",
+    "skill-grpo": "learners.skill_grpo:SkillGRPO",
+    "sdar": "learners.sdar:SDAR",
+    "opsd": "learners.opsd:OPSD",
+    "grpo-opsd": "learners.grpo_opsd:GRPOOPSD",
+    "skill-sd": "learners.skill_sd:SkillSD",
+    "rlsd": "learners.rlsd:RLSD",
+    "gigpo": "learners.gigpo:GiGPO",
+}
