@@ -19,7 +19,12 @@ class CLIError(Exception):
     """A user error: printed as one clear line, exit code 2, no traceback."""
 
 
-def _data_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+def _data_kwargs(args: argparse.Namespace, env_id: str) -> dict[str, Any]:
+    """``data_root`` for environments whose constructor takes one (third-party ones may not)."""
+    from opid_gym.registry import accepts
+
+    if not accepts(env_id, "data_root"):
+        return {}
     return {"data_root": str(resolve_data_root(getattr(args, "data_root", None)))}
 
 
@@ -74,7 +79,7 @@ def _cmd_check_env(args: argparse.Namespace) -> int:
     ids = registry.env_ids() if (args.all or not args.env_id) else [args.env_id]
     failed = 0
     for eid in ids:
-        results = check_env(eid, **_data_kwargs(args))
+        results = check_env(eid, **_data_kwargs(args, eid))
         ok = all(r.ok for r in results)
         failed += not ok
         print(f"{'PASS' if ok else 'FAIL'}  {eid}")
@@ -122,7 +127,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         bench = bench.with_overrides(max_steps=args.max_steps)
     agent = make_agent(args.agent, **_agent_options(args, bench))
     summary, _ = evaluate(
-        bench, agent, agent_name=args.agent, env_kwargs=_data_kwargs(args), limit=args.limit,
+        bench, agent, agent_name=args.agent, env_kwargs=_data_kwargs(args, bench.env_id), limit=args.limit,
         workers=args.workers, seed=args.seed, max_concurrent=args.max_concurrent, out_dir=args.out,
         progress=not args.no_progress and sys.stderr.isatty(),
     )

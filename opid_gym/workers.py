@@ -266,7 +266,12 @@ class ProcessPool:
         return results
 
     def _fail(self, w: int, idxs: list[int], results: list[Any], why: str) -> None:
-        code = self._procs[w].exitcode if self._procs[w] is not None else None
+        proc = self._procs[w]
+        code = None
+        if proc is not None:
+            if proc.is_alive() and "died" in why:
+                proc.join(timeout=2)  # a dying process: let it be reaped to learn its exit code
+            code = proc.exitcode
         self._restart(w)
         for i in idxs:
             results[i] = EnvError(f"{why} (exit code {code}); worker restarted")
