@@ -95,7 +95,8 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episodes", "--limit", dest="limit", type=int, default=None,
                    help="evaluate a fixed seeded subset of this many tasks (default: all, each once)")
     p.add_argument("--workers", type=int, default=0, help="environment worker processes (0: in-process)")
-    p.add_argument("--max-concurrent", type=int, default=None, help="episodes running at once (default: all)")
+    p.add_argument("--max-concurrent", type=int, default=32,
+                   help="episodes running at once (results do not depend on it; default 32)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="folder for trajectories.jsonl and summary.json")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
