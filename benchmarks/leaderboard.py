@@ -25,6 +25,14 @@ from typing import Any, Mapping, Sequence
 
 from benchmarks.protocols import ProtocolMismatchError
 from benchmarks.stats import MeanCI, mean_ci
+
+
+def _pct_ci(values: Sequence[float]) -> MeanCI:
+    """Mean and t interval of percentages, the interval clipped to [0, 100]."""
+    m = mean_ci(values)
+    if m.low is None:
+        return m
+    return MeanCI(m.mean, m.n, m.std, max(0.0, m.low), min(100.0, m.high))
 from opid_gym.results import ResultRecord
 
 FORMATS = ("table", "md", "csv", "html")
@@ -101,25 +109,27 @@ def reference_rows(benchmark: str, *, include_extra: bool = False,
     mapping = data["benchmarks"].get(benchmark)
     if not mapping:
         return []
-    out = []
+    ranked = []
     for row in data["rows"]:
         if row.get("extra") and not include_extra:
             continue
-        values, notes = {}, []
+        values, notes, priority = {}, [], 0
         for metric, choices in mapping.items():
-            for choice in choices:
+            for j, choice in enumerate(choices):
                 if choice["column"] in row["values"]:
                     values[metric] = float(row["values"][choice["column"]])
+                    priority = j if metric == "success_rate" else priority
                     if choice.get("note"):
                         notes.append(choice["note"])
                     break
         if "success_rate" not in values:
             continue
         source = data["sources"][row["source"]]
-        out.append(ReferenceRow(source["label"], row["model"], row["method"], row.get("learner"), values,
-                                "; ".join([source.get("note", ""), *notes]).strip("; ")))
-    out.sort(key=lambda r: -r.values["success_rate"])
-    return out
+        ref = ReferenceRow(source["label"], row["model"], row["method"], row.get("learner"), values,
+                           "; ".join(n for n in [source.get("note", ""), *notes] if n))
+        ranked.append((priority, -values["success_rate"], len(ranked), ref))
+    # the closest match to this benchmark first (e.g. unseen-split figures before Table 1)
+    return [ref for *_, ref in sorted(ranked, key=lambda t: t[:3])]
 
 
 # ----------------------------------------------------------------------- build
@@ -172,14 +182,14 @@ def build_leaderboard(
     entries = []
     for (learner, model, phash), by_seed in groups.items():
         recs = [by_seed[s] for s in sorted(by_seed)]
-        extra = {k: mean_ci([100 * r.metrics[k] for r in recs]) for k in extra_keys
+        extra = {k: _pct_ci([100 * r.metrics[k] for r in recs]) for k in extra_keys
                  if all(k in r.metrics for r in recs)}
         per_type = {t: 100 * sum(r.per_type[t]["success_rate"] for r in recs if t in r.per_type)
                     / max(1, sum(t in r.per_type for r in recs)) for t in types}
         kinds = {r.cost.get("device_kind", "cpu") for r in recs}
         entries.append(Entry(
             learner=learner, model=model, protocol_id=recs[-1].protocol_id, protocol_hash=phash,
-            seeds=sorted(by_seed), success=mean_ci([100 * r.success_rate for r in recs]), extra=extra,
+            seeds=sorted(by_seed), success=_pct_ci([100 * r.success_rate for r in recs]), extra=extra,
             per_type=per_type, mean_length=sum(r.metrics.get("mean_length", 0.0) for r in recs) / len(recs),
             train_steps=sum(r.budget.get("train_steps", 0) for r in recs) / len(recs),
             tokens=sum(r.cost.get("tokens_generated", 0) for r in recs) / len(recs),
@@ -190,6 +200,9 @@ def build_leaderboard(
     entries.sort(key=lambda e: (-e.success.mean, -e.n, e.model, e.learner or ""))
     refs = [] if references == "none" else reference_rows(benchmark, include_extra=references == "all")
     notes = []
+    if entries:
+        notes.append("success %: mean over seeds (each seed once, its latest record) ± the Student-t 95% half-width; "
+                     "the CI column clips that interval to [0, 100]; one seed has no interval.")
     if len({e.protocol_hash for e in entries}) > 1:
         notes.append("--allow-mixed: rows come from different protocols (see the hash column); "
                      "their numbers were not measured the same way.")
@@ -211,7 +224,12 @@ def _ci(m: MeanCI) -> str:
 
 
 def _mean_pm(m: MeanCI) -> str:
-    return f"{m.mean:.1f}" if m.half_width is None else f"{m.mean:.1f} ± {m.half_width:.1f}"
+    """``mean ± half-width`` of the unclipped t interval (the CI column shows the clipped bounds)."""
+    if m.std is None:
+        return f"{m.mean:.1f}"
+    from benchmarks.stats import t_quantile_975
+
+    return f"{m.mean:.1f} ± {t_quantile_975(m.n - 1) * m.std / m.n ** 0.5:.1f}"
 
 
 def _hours(e: Entry) -> str:
@@ -247,14 +265,20 @@ def _title(board: Leaderboard) -> str:
 
 
 def to_table(board: Leaderboard) -> str:
+    """A terminal table; long notes (the last column) become numbered footnotes."""
     header, cells = rows_for_text(board)
-    keep = [j for j in range(len(header)) if header[j] not in ("protocol",) or len(board.protocols) > 1]
-    header = [header[j] for j in keep]
-    cells = [[row[j] for j in keep] for row in cells]
+    footnotes: list[str] = []
+    for row in cells:
+        if row[1] != "measured" and row[-1]:
+            if row[-1] not in footnotes:
+                footnotes.append(row[-1])
+            row[-1] = f"[{footnotes.index(row[-1]) + 1}]"
+    header[-1] = "protocol / note"
     widths = [max(len(header[j]), *(len(r[j]) for r in cells)) if cells else len(header[j]) for j in range(len(header))]
     lines = [_title(board), "  ".join(h.ljust(w) for h, w in zip(header, widths)),
              "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines += [f"[{i}] {n}" for i, n in enumerate(footnotes, 1)]
     lines += [f"note: {n}" for n in board.notes]
     return "\n".join(lines)
 
@@ -296,7 +320,7 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1d2330}
 h1{font-size:20px} table{border-collapse:collapse;font-size:13px} th,td{padding:4px 8px;border-bottom:1px solid #dde}
 th{background:#f3f4f8;text-align:left;position:sticky;top:0} td.num{text-align:right;font-variant-numeric:tabular-nums}
-tr.published td{color:#5b5f6b;font-style:italic;background:#fbfaf4} tr.published td.src{font-weight:600}
+td.nw{white-space:nowrap} tr.published td{color:#5b5f6b;font-style:italic;background:#fbfaf4} tr.published td.src{font-weight:600}
 .tag{display:inline-block;padding:1px 6px;border-radius:8px;font-size:11px;font-style:normal}
 .tag.measured{background:#dff3e4;color:#165c2b} .tag.published{background:#fdf0c9;color:#6b4e00}
 .note{color:#555;font-size:12px;max-width:1100px} code{font-size:12px}
@@ -325,7 +349,7 @@ def to_html(board: Leaderboard) -> str:
     rows = []
     for i, e in enumerate(board.entries, 1):
         cells = [f'<td class="num">{i}</td>', '<td class="src"><span class="tag measured">measured</span></td>',
-                 f"<td>{e_(e.learner or '— (eval only)')}</td>", f"<td>{e_(e.model)}</td>",
+                 f"<td>{e_(e.learner or '— (eval only)')}</td>", f'<td class="nw">{e_(e.model)}</td>',
                  f'<td class="num">{e_(_mean_pm(e.success))}</td>', f'<td class="num">{e_(_ci(e.success))}</td>',
                  f"<td>{_ci_svg(e.success.mean, e.success.low, e.success.high)}</td>",
                  f'<td class="num seeds">{e.n}</td>']
@@ -333,12 +357,12 @@ def to_html(board: Leaderboard) -> str:
                   for k in board.extra_metrics]
         cells += [f'<td class="num">{_pct(e.per_type.get(t))}</td>' for t in board.task_types]
         cells += [f'<td class="num">{e.train_steps:g}</td>', f'<td class="num">{e.tokens:.0f}</td>',
-                  f"<td>{e_(_hours(e))}</td>", f"<td><code>{e_(e.protocol_id)}#{e_(e.protocol_hash)}</code></td>"]
+                  f'<td class="nw">{e_(_hours(e))}</td>', f"<td><code>{e_(e.protocol_id)}#{e_(e.protocol_hash)}</code></td>"]
         rows.append(f'<tr class="measured">{"".join(cells)}</tr>')
     for r in board.references:
         v = r.values["success_rate"]
         cells = ['<td></td>', f'<td class="src"><span class="tag published">{e_(r.label)}</span></td>',
-                 f"<td>{e_(r.learner or r.method)}</td>", f"<td>{e_(r.model)}</td>",
+                 f"<td>{e_(r.learner or r.method)}</td>", f'<td class="nw">{e_(r.model)}</td>',
                  f'<td class="num">{v:.1f}</td>', '<td class="num">—</td>', f"<td>{_ci_svg(v, None, None, True)}</td>",
                  '<td class="num">paper</td>']
         cells += [f'<td class="num">{_pct(r.values.get(k))}</td>' for k in board.extra_metrics]
@@ -349,8 +373,8 @@ def to_html(board: Leaderboard) -> str:
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{e_(_title(board))}</title><style>{_CSS}</style></head>
 <body><h1 id="title">{e_(_title(board))}</h1>
-<p class="note">Measured rows: mean over seeds with a Student-t 95% confidence interval (no interval for a
-single seed). Each seed counts once (its latest record).</p>
+<p class="note">Measured rows: mean over seeds with a Student-t 95% confidence interval, clipped to [0, 100]
+(no interval for a single seed). Each seed counts once (its latest record).</p>
 <table id="leaderboard"><thead><tr>{"".join(f"<th>{e_(h)}</th>" for h in head)}</tr></thead>
 <tbody>{"".join(rows)}</tbody></table>{notes}</body></html>
 """

@@ -25,6 +25,7 @@ import html
 import io
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -67,7 +68,12 @@ def _svg(fig: Any, salt: str) -> str:
         fig.savefig(buf, format="svg", bbox_inches="tight")
     plt.close(fig)
     text = buf.getvalue()
-    return text[text.index("<svg"):]
+    text = text[text.index("<svg"):]
+    # matplotlib numbers its element ids per figure (figure_1, axes_1, ...): make them
+    # unique within the page, with every in-SVG reference to them
+    text = re.sub(r'(\sid=")([^"]+)"', lambda m: f'{m.group(1)}{salt}-{m.group(2)}"', text)
+    text = re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{salt}-{m.group(1)})", text)
+    return re.sub(r'(href=")#([^"]+)"', lambda m: f'{m.group(1)}#{salt}-{m.group(2)}"', text)
 
 
 def _keys(metrics: Sequence[dict[str, Any]], selector: Any) -> list[str]:
@@ -103,6 +109,7 @@ def curve_figures(run: RunFolder) -> list[tuple[str, str]]:
                 ax.plot(xs, ys, "s--", color="#c0392b", markersize=5, linewidth=1, label="eval success")
         ax.set_title(title, fontsize=11)
         ax.set_xlabel("training step")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         if len(ax.get_lines()) > 0:
@@ -382,9 +389,13 @@ def _overview(run: RunFolder) -> str:
         items += [(k, f"{v:.4g}") for k, v in (s.get("metrics") or {}).items()]
         parts.append(_kv_table(items, "overview"))
     if run.summary and run.summary is not (ev.summary if ev else None):
-        budget = {k: v for k, v in run.summary.items() if not isinstance(v, (dict, list))}
+        # the run's own numbers (budget, time); the final eval's are shown above
+        from opid_gym.evaluate import EvalSummary
+
+        shown = set(EvalSummary.__dataclass_fields__) - {"seconds", "env_steps", "generated_tokens"}
+        budget = {k: v for k, v in run.summary.items() if k not in shown and not isinstance(v, list)}
         if budget:
-            parts.append("<h4>Run summary</h4>" + _kv_table(list(budget.items())))
+            parts.append("<h4>Run summary</h4>" + _kv_table(_flatten(budget), "run-summary"))
     if run.config:
         parts.append(f"<details><summary>config.json ({len(_flatten(run.config))} settings)</summary>"
                      f"{_kv_table(_flatten(run.config), 'config')}</details>")
