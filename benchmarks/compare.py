@@ -157,8 +157,12 @@ def format_comparison(c: Comparison, fmt: str = "table") -> str:
     if fmt == "json":
         return json.dumps(c.to_dict(), indent=2)
     head = ["metric", "A", "B", "B - A", "95% CI", "n A/B", "interval"]
-    rows = [[r.metric, f"{r.a:.4g}", f"{r.b:.4g}", f"{r.diff:+.4g}", f"[{r.low:+.4g}, {r.high:+.4g}]",
-             f"{r.n_a}/{r.n_b}", r.method] for r in c.rows]
+    def fmt_row(r: MetricDiff) -> list[str]:
+        v, d = (".1f", "+.1f") if "%" in r.metric else (".4g", "+.4g")
+        return [r.metric, f"{r.a:{v}}", f"{r.b:{v}}", f"{r.diff:{d}}", f"[{r.low:{d}}, {r.high:{d}}]",
+                f"{r.n_a}/{r.n_b}", r.method]
+
+    rows = [fmt_row(r) for r in c.rows]
     widths = [max(len(h), *(len(row[j]) for row in rows)) for j, h in enumerate(head)]
     lines = [f"A: {c.a}  ({c.a_protocol})", f"B: {c.b}  ({c.b_protocol})",
              "  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
