@@ -174,7 +174,18 @@ def short_hash(document: Mapping[str, Any]) -> str:
 
 
 def protocol_id(benchmark: Benchmark, subset: int | None = None) -> str:
+    """``<name>@v<version>``, plus ``+field=value`` for each field overridden from the
+    registered benchmark of that name (``--max-steps 50``), plus ``/subset-<k>``."""
+    import opid_gym
+
     base = f"{benchmark.name}@v{benchmark.version}"
+    if benchmark.name in opid_gym.BENCHMARKS:
+        registered = opid_gym.BENCHMARKS.get(benchmark.name)
+        for f in dataclasses.fields(Benchmark):
+            if f.name not in ("description", "name", "version"):
+                value = getattr(benchmark, f.name)
+                if value != getattr(registered, f.name):
+                    base += f"+{f.name}={canonical_json(value) if isinstance(value, dict) else value}"
     return base if subset is None else f"{base}/subset-{subset}"
 
 

@@ -1,7 +1,8 @@
 """Run folders built by hand for the report / compare tests, in the layout of the brief.
 
-The trajectories are real: two short ALFWorld episodes (the expert on a 3-step game,
-the random agent on another for 4 steps) played through the core's pool and rollout.
+The trajectories are real rollouts through the core's pool and rollout code: two short
+ALFWorld episodes (the expert on a 3-step game, the random agent on another for 4
+steps), or, for the fast tests, two episodes of the toy env (``tests/toyenv.py``).
 ``metrics.jsonl`` and the OPID annotations are written here with known values, so the
 tests do not depend on the training loop.
 """
@@ -51,6 +52,21 @@ def real_trajectories(data_root: Path) -> list[Trajectory]:
     return [Trajectory.from_dict(json.loads(s)) for s in _real_trajectories(str(data_root))]
 
 
+def toy_trajectories(data_root: Path) -> list[Trajectory]:
+    """A won episode of at least two steps and a lost one, from the random agent on the toy env."""
+    from tests.toyenv import register_toy
+
+    bench = register_toy()
+    cls = opid_gym.registry.env_class(bench.env_id)
+    with make_pool(bench.env_id, {"data_root": str(data_root), "max_steps": 3}) as pool:
+        trajs = run_episodes(pool, opid_gym.agent.make_agent("random"),
+                             [EpisodeSpec(i % 8, 100 + i, f"g{i}", 0) for i in range(32)], env_id=bench.env_id,
+                             template=cls.prompt, action_format=cls.action_format, history=make_history("window"))
+    won = next(t for t in trajs if t.won and t.length >= 2)
+    lost = next(t for t in trajs if not t.won)
+    return [won, lost]
+
+
 def tokens_of(text: str) -> list[str]:
     """Words and the whitespace between them: joined, they give the text back."""
     return re.findall(r"\S+|\s+", text)
@@ -72,8 +88,10 @@ def annotate(t: Trajectory) -> dict[str, Any]:
 
 
 def eval_summary(trajs: list[Trajectory], *, protocol_hash: str = "0123456789ab") -> dict[str, Any]:
-    s = summarize(trajs, benchmark=opid_gym.BENCHMARKS.get("alfworld-unseen"), agent="hf:tiny").to_dict()
-    s.update(protocol_id="alfworld-unseen@v1/subset-2", protocol_hash=protocol_hash)
+    bench = next(opid_gym.BENCHMARKS.get(n) for n in opid_gym.BENCHMARKS
+                 if opid_gym.BENCHMARKS.get(n).env_id == trajs[0].env_id)
+    s = summarize(trajs, benchmark=bench, agent="hf:tiny").to_dict()
+    s.update(protocol_id=f"{bench.name}@v1/subset-{len(trajs)}", protocol_hash=protocol_hash)
     return s
 
 
@@ -84,9 +102,8 @@ def write_eval_folder(path: Path, trajs: list[Trajectory], **kw: Any) -> Path:
     return path
 
 
-def build_run_dir(root: Path, data_root: Path) -> Path:
+def build_run_dir(root: Path, trajs: list[Trajectory]) -> Path:
     """A complete run folder: config, metrics, two rollout steps, two evals, summary."""
-    trajs = real_trajectories(data_root)
     run = root / "run-opid"
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"learner": "opid", "model": "tiny", "benchmark": "alfworld-unseen",

@@ -45,7 +45,7 @@ def test_leaderboard_after_evals_and_a_run(alfworld_data, tmp_path, capsys):
     capsys.readouterr()
     assert main(["leaderboard", "--env", "alfworld-unseen", "--results-db", str(db)]) == 0
     out = capsys.readouterr().out
-    assert f"alfworld-unseen@v1/subset-2#{summaries[0]['protocol_hash']}" in out.splitlines()[0]
+    assert f"alfworld-unseen@v1+max_steps=3/subset-2#{summaries[0]['protocol_hash']}" in out.splitlines()[0]
     grpo = next(l for l in out.splitlines() if " grpo " in l and "measured" in l)
     # seeds 50 % and 100 %: mean 75, s = 35.36, t(1) = 12.706 -> +- 317.7, clipped to [0, 100]
     assert "75.0 ± 317.7" in grpo and "[0.0, 100.0]" in grpo and re.search(r"\s2\s", grpo)

@@ -145,7 +145,8 @@ def test_alfworld_hash_changes_with_a_data_file_and_the_step_limit(alfworld_data
     assert base.document["data"]["files"] == 8  # game.tw-pddl + traj_data.json per game
     assert set(base.document["packages"]) >= {"alfworld", "textworld"}
 
-    assert protocol_for(bench.with_overrides(max_steps=31), env_kwargs=kw, cache=cache).hash != base.hash
+    longer = protocol_for(bench.with_overrides(max_steps=31), env_kwargs=kw, cache=cache)
+    assert longer.hash != base.hash and longer.id == "alfworld-unseen@v1+max_steps=31"
 
     game = sorted(root.glob("alfworld/json_2.1.1/valid_unseen/*/*/game.tw-pddl"))[1]
     doc = json.loads(game.read_text())
