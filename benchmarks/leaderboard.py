@@ -350,7 +350,7 @@ def to_html(board: Leaderboard) -> str:
     for i, e in enumerate(board.entries, 1):
         cells = [f'<td class="num">{i}</td>', '<td class="src"><span class="tag measured">measured</span></td>',
                  f"<td>{e_(e.learner or '— (eval only)')}</td>", f'<td class="nw">{e_(e.model)}</td>',
-                 f'<td class="num">{e_(_mean_pm(e.success))}</td>', f'<td class="num">{e_(_ci(e.success))}</td>',
+                 f'<td class="num">{e_(_mean_pm(e.success))}</td>', f'<td class="num nw">{e_(_ci(e.success))}</td>',
                  f"<td>{_ci_svg(e.success.mean, e.success.low, e.success.high)}</td>",
                  f'<td class="num seeds">{e.n}</td>']
         cells += [f'<td class="num">{e_(_mean_pm(e.extra[k])) if k in e.extra else ""}</td>'
