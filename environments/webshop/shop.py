@@ -281,5 +281,7 @@ class Shop:
             if action is None:
                 break
             plan.append(action)
+            if action == f"click[{BUY_NOW}]":  # the end; scoring it is not needed for the plan
+                break
             self.step(sim, action)
         return plan
