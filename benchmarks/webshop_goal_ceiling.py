@@ -13,9 +13,13 @@ normalised to the colour on the chosen side only, and no longer matches.
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-from environments.webshop.env import WebShopEnv
-from environments.webshop.reward import MATCH_THRESHOLD, fuzzy_ratio, normalize_color, score_purchase
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from environments.webshop.env import WebShopEnv  # noqa: E402
+from environments.webshop.reward import MATCH_THRESHOLD, fuzzy_ratio, normalize_color, score_purchase  # noqa: E402
 
 
 def main() -> None:

