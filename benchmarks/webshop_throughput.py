@@ -82,7 +82,7 @@ def pool_rate(data_root: str | None, workers: int, episodes: int, backend: str, 
 
 
 def webshop_throughput(
-    data_root: str | None = None, *, workers: list[int] | None = None, episodes: int = 32,
+    data_root: str | None = None, *, workers: list[int] | None = None, episodes: int = 128,
     backend: str = "bm25s", agent: str = "random",
 ) -> list[str]:
     """Measure and return the printed lines (see the module docstring)."""
@@ -104,7 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-root", default=os.environ.get("OPID_GYM_DATA", "../shared/data"))
     parser.add_argument("--workers", type=int, nargs="+", default=[1, os.cpu_count() or 2])
-    parser.add_argument("--episodes", type=int, default=32, help="episodes per pool measurement")
+    parser.add_argument("--episodes", type=int, default=128, help="episodes per pool measurement")
     parser.add_argument("--backend", default="bm25s", choices=["bm25s", "lucene", "auto"])
     parser.add_argument("--agent", default="random", choices=["random", "expert"])
     args = parser.parse_args()
