@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from environments.webshop.catalogue import Catalogue, find_catalogue_files, load_catalogue
+from environments.webshop.catalogue import Catalogue, CatalogueFiles, find_catalogue_files, load_catalogue
 from environments.webshop.goals import EVAL_GOALS, Goal, split_goals
 from environments.webshop.prompt import WEBSHOP_PROMPT
 from environments.webshop.search import make_search_engine
@@ -42,8 +42,6 @@ from opid_gym.env import TaskState, TextEnv, Transition
 
 @functools.lru_cache(maxsize=4)
 def _catalogue(files_key: tuple[str, str, str | None], num_products: int | None) -> Catalogue:
-    from environments.webshop.catalogue import CatalogueFiles
-
     products, attributes, human = files_key
     files = CatalogueFiles(Path(products), Path(attributes), Path(human) if human else None)
     return load_catalogue(files, num_products=num_products)

