@@ -203,7 +203,22 @@ def test_every_admissible_action_is_valid(env) -> None:
         assert shop.step(session.copy(), action), action
 
 
-def test_search_results_identical_across_instances(env_kwargs: dict) -> None:
+def test_search_results_identical_across_runs(catalogue, tmp_path: Path) -> None:
+    """Two independently built bm25s indexes and one loaded from the cache give the same pages."""
+    from environments.webshop.search import Bm25sEngine
+
+    asins, checksum = [p.asin for p in catalogue.products], catalogue.checksum()
+    first = Bm25sEngine(catalogue.contents, checksum=checksum, cache_dir=tmp_path / "a")
+    second = Bm25sEngine(catalogue.contents, checksum=checksum, cache_dir=tmp_path / "b")
+    loaded = Bm25sEngine(catalogue.contents, checksum=checksum, cache_dir=tmp_path / "a")
+    queries = [g.instruction_text.lower() for g in split_goals(catalogue, "eval")[:60]] + ["black", "shoes"]
+    for q in queries:
+        hits = first.search(q)
+        assert hits and hits == second.search(q) == loaded.search(q), q
+    assert {asins[i] for i in first.search("black")} <= set(asins)
+
+
+def test_same_goal_same_pages_in_two_envs(env_kwargs: dict) -> None:
     from environments.webshop.env import WebShopEnv
 
     a, b = WebShopEnv("eval", **env_kwargs), WebShopEnv("train", **env_kwargs)

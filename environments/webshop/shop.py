@@ -114,7 +114,7 @@ class Shop:
             return buttons + [p.asin.lower() for p in self.page_products(session)]
         if session.page == ITEM:
             buttons = [BACK_TO_SEARCH, PREV_PAGE] + [s.lower() for s in SUB_PAGES] + [BUY_NOW]
-            return buttons + [v for v in self.option_types(self.product(session)) if v not in buttons]
+            return buttons + [v for v in self.option_types(self.product(session)) if v.strip() and v not in buttons]
         return [BACK_TO_SEARCH, PREV_PAGE]
 
     def has_search_bar(self, session: Session) -> bool:
