@@ -25,6 +25,7 @@ _ACTION = re.compile(r"<action>(.*?)</action>", re.DOTALL | re.IGNORECASE)
 _SEARCH = re.compile(r"<search>(.*?)</search>", re.DOTALL | re.IGNORECASE)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _FALLBACK_CHARS = 100
+_TAG = re.compile(r"</?\s*[A-Za-z][\w-]*\s*/?>")  # an XML-like tag (not WebShop's "< Prev" / "Next >")
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def parse_think_action(response: str, *, lowercase: bool = False) -> ParsedActio
         return ParsedAction(act or _fallback(text), False, "missing <think>…</think>", None)
     if not act:
         return ParsedAction(_fallback(text), False, "empty action", think_text)
-    if "<" in act or ">" in act:
+    if _TAG.search(act):
         return ParsedAction(act, False, "tag inside action", think_text)
     return ParsedAction(act, True, None, think_text)
 
