@@ -7,7 +7,7 @@ chosen value with the ``(type, value)`` pair of a synthetic goal, so a value tha
 contains a colour word but is not exactly one (``black1901``, ``blackened bronze``) is
 normalised to the colour on the chosen side only, and no longer matches.
 
-    python benchmarks/webshop_goal_ceiling.py [--split eval] [--data-root DIR]
+    python benchmarks/webshop_goal_ceiling.py [--split eval] [--data-root DIR] [--option-match values]
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ def main() -> None:
     parser.add_argument("--split", default="eval", choices=["eval", "train", "human", "all"])
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--search-backend", default="bm25s")
+    parser.add_argument("--option-match", default="pairs", choices=["pairs", "values"])
     args = parser.parse_args()
-    env = WebShopEnv(args.split, data_root=args.data_root, search_backend=args.search_backend)
+    env = WebShopEnv(args.split, data_root=args.data_root, search_backend=args.search_backend,
+                     option_match=args.option_match)
     shop, catalogue = env.shop, env.shop.catalogue
     unreachable = []
     for goal in env.goals:

@@ -192,3 +192,28 @@ def test_missing_spacy_model_warns_and_falls_back(monkeypatch: pytest.MonkeyPatc
     finally:
         reward._spacy_pipeline.cache_clear()
         reward.spacy_nouns.cache_clear()
+
+
+def _perfect_scores(env) -> list[float]:
+    from environments.webshop.reward import score_purchase
+
+    shop, catalogue = env.shop, env.shop.catalogue
+    return [
+        score_purchase(catalogue.get(g.asin), g, catalogue.prices[g.asin],
+                       list(shop.expert_options(g).values())).score
+        for g in env.goals
+    ]
+
+
+def test_option_match_values_makes_every_eval_goal_winnable(data_root) -> None:
+    """`pairs` (the released reward) leaves some goals unwinnable; `values` does not."""
+    from environments.webshop.env import WebShopEnv
+
+    pairs = _perfect_scores(WebShopEnv("eval", data_root=data_root, search_backend="bm25s"))
+    values = _perfect_scores(WebShopEnv("eval", data_root=data_root, search_backend="bm25s",
+                                        option_match="values"))
+    assert len(pairs) == len(values) == 500
+    assert 0 < sum(s < 1.0 for s in pairs) < 50
+    assert all(s == 1.0 for s in values)
+    with pytest.raises(ValueError, match="option_match"):
+        WebShopEnv("eval", data_root=data_root, search_backend="bm25s", option_match="both")
