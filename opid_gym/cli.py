@@ -88,7 +88,8 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent", required=True, help="random | expert | hf:<model> | vllm:<model> | openai:<model>")
     p.add_argument("--env", required=True, help="benchmark id (see `opid-bench list benchmarks`)")
     p.add_argument("--episodes", "--limit", dest="limit", type=int, default=None,
-                   help="evaluate a fixed seeded subset of this many tasks (default: all, each once)")
+                   help="evaluate a fixed seeded subset of this many tasks (default: all, each once); "
+                        "per task type where the benchmark averages types (searchqa: per data set)")
     p.add_argument("--workers", type=int, default=0, help="environment worker processes (0: in-process)")
     p.add_argument("--max-concurrent", type=int, default=None, help="episodes running at once (default: all)")
     p.add_argument("--seed", type=int, default=0)
