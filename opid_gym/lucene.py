@@ -75,11 +75,18 @@ def build_index(
         "--generator", "DefaultLuceneDocumentGenerator", "--threads", str(int(threads)),
         *(["--storeRaw"] if store_raw else []), *extra_args,
     ]
-    proc = subprocess.run(cmd, stdout=None if verbose else subprocess.PIPE,
-                          stderr=subprocess.STDOUT if not verbose else None, text=True)
+    # Lucene logs its settings at length; keep the progress lines ("N docs added",
+    # "Indexing Complete") and warnings on screen, and the whole log for errors.
+    log: list[str] = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.append(line)
+            if verbose and any(w in line for w in ("docs added", "Complete", "documents indexed", "WARN", "ERROR")):
+                print(line.rstrip(), file=sys.stderr, flush=True)
     if proc.returncode != 0:
         raise RuntimeError(f"pyserini indexing failed (exit {proc.returncode}): {' '.join(cmd)}\n"
-                           f"{(proc.stdout or '')[-4000:]}")
+                           f"{''.join(log)[-4000:]}")
     (partial / DONE_MARKER).write_text("ok\n")
     if index_dir.exists():
         shutil.rmtree(index_dir)

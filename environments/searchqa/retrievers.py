@@ -201,10 +201,13 @@ def run_shards(
 ) -> list[Path]:
     """Apply ``work(passages, first_index, out_path)`` to each shard lacking its output file.
 
+    Shard files live in ``<shard_dir>-<shard_size>/shard-NNNNN<suffix>``.
+
     ``work`` writes ``out_path``; it is created under a temporary name and renamed when
     ``work`` returns, so a shard file exists only once finished. Returns every shard's
     path in order.
     """
+    shard_dir = shard_dir.with_name(f"{shard_dir.name}-{shard_size}")  # shard numbers depend on the size
     shard_dir.mkdir(parents=True, exist_ok=True)
     n = len(store)
     starts = list(range(0, n, shard_size))
@@ -253,7 +256,11 @@ def bm25_tokens(text: str) -> list[str]:
             w = w[:-2]
         if w and w not in LUCENE_STOPWORDS:
             words.append(w)
-    return _stemmer().stemWords(words)
+    # Lucene's Porter stemmer leaves words of one or two letters alone (Snowball's would
+    # turn "s" into "")
+    stems = _stemmer().stemWords([w for w in words if len(w) > 2])
+    it = iter(stems)
+    return [w if len(w) <= 2 else next(it) for w in words]
 
 
 # ---------------------------------------------------------------------- bm25s
@@ -331,10 +338,9 @@ class PyseriniRetriever:
                     for i, p in enumerate(passages):
                         f.write(json.dumps({"id": str(start + i), "contents": p.contents}, ensure_ascii=False) + "\n")
 
-            collection = folder / "lucene-collection"
-            run_shards(store, collection, ".jsonl", config.shard_size, write,
-                       desc="pyserini: writing collection", progress=config.progress)
-            lucene.build_index(collection, index, threads=1, verbose=config.progress)
+            shards = run_shards(store, folder / "lucene-collection", ".jsonl", config.shard_size, write,
+                                desc="pyserini: writing collection", progress=config.progress)
+            lucene.build_index(shards[0].parent, index, threads=1, verbose=config.progress)
         self._index = lucene.LuceneIndex(index, k1=config.k1, b=config.b)
 
     def _hits(self, pairs: Sequence[tuple[str, float]], k: int) -> list[Hit]:
@@ -393,7 +399,7 @@ class DenseRetriever:
                 np.save(f, self._encode([self.spec.passage_prefix + p.contents for p in passages]))
 
         shards = run_shards(self.store, folder / "embedding-shards", ".npy", self.config.shard_size, encode,
-                            desc=f"dense: encoding with {Path(self.spec.model).name}", progress=self.config.progress)
+                            desc=f"dense: encoding with {self.config.encoder}", progress=self.config.progress)
         first = np.load(shards[0])
         index = faiss.IndexFlatIP(int(first.shape[1]))
         for shard in shards:
@@ -426,7 +432,7 @@ _CACHE_LOCK = threading.Lock()
 
 def index_folder(config: RetrieverConfig, corpus: Path) -> Path:
     """``<index_dir>/<kind>-<corpus name>-<id of corpus and settings>``."""
-    settings = {"kind": config.kind, "corpus": file_fingerprint(corpus), "shard_size": config.shard_size}
+    settings: dict[str, Any] = {"kind": config.kind, "corpus": file_fingerprint(corpus)}
     if config.kind == "dense":
         settings["encoder"] = config.encoder
     else:
@@ -442,6 +448,8 @@ def build_retriever(config: RetrieverConfig) -> Retriever:
     with _file_lock(root / "locks" / f"{corpus.stem}-{file_fingerprint(corpus)}.lock"):
         store = PassageStore(corpus, root / "corpora" / f"{corpus.stem}-{file_fingerprint(corpus)}.offsets.npy",
                              progress=config.progress)
+    if len(store) == 0:
+        raise ValueError(f"the corpus {corpus} has no passages")
     folder = index_folder(config, corpus)
     with _file_lock(folder.with_name(folder.name + ".lock")):
         t0 = time.perf_counter()
