@@ -65,6 +65,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _add_check_env(p: argparse.ArgumentParser) -> None:
     p.add_argument("env_id", nargs="?", help="environment id (default: every registered id)")
     p.add_argument("--all", action="store_true", help="check every registered id")
+    p.add_argument("--env-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="environment option, e.g. retriever=pyserini (repeatable)")
 
 
 def _cmd_check_env(args: argparse.Namespace) -> int:
@@ -74,7 +76,7 @@ def _cmd_check_env(args: argparse.Namespace) -> int:
     ids = registry.env_ids() if (args.all or not args.env_id) else [args.env_id]
     failed = 0
     for eid in ids:
-        results = check_env(eid, **_data_kwargs(args))
+        results = check_env(eid, **_env_options(eid, args))
         ok = all(r.ok for r in results)
         failed += not ok
         print(f"{'PASS' if ok else 'FAIL'}  {eid}")
@@ -99,6 +101,8 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--agent-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="agent option, e.g. temperature=0.4 (repeatable)")
+    p.add_argument("--env-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="environment option, e.g. retriever=pyserini (repeatable)")
 
 
 def _parse_kv(items: list[str]) -> dict[str, Any]:
@@ -114,6 +118,21 @@ def _parse_kv(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _env_options(env_id: str, args: argparse.Namespace) -> dict[str, Any]:
+    """``--data-root`` and ``--env-opt`` as constructor kwargs, checked by building the env once."""
+    from opid_gym.registry import make
+
+    opts = _parse_kv(getattr(args, "env_opt", []))
+    if not opts:
+        return _data_kwargs(args)
+    kwargs = {**_data_kwargs(args), **opts}
+    try:
+        make(env_id, **kwargs).close()
+    except (TypeError, ValueError) as exc:
+        raise CLIError(f"bad --env-opt for {env_id}: {str(exc).splitlines()[0]}") from None
+    return kwargs
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from opid_gym.agent import make_agent
     from opid_gym.evaluate import evaluate
@@ -121,9 +140,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     bench = _benchmark(args.env)
     if args.max_steps is not None:
         bench = bench.with_overrides(max_steps=args.max_steps)
+    env_kwargs = _env_options(bench.env_id, args)
     agent = make_agent(args.agent, **_agent_options(args, bench))
     summary, _ = evaluate(
-        bench, agent, agent_name=args.agent, env_kwargs=_data_kwargs(args), limit=args.limit,
+        bench, agent, agent_name=args.agent, env_kwargs=env_kwargs, limit=args.limit,
         workers=args.workers, seed=args.seed, max_concurrent=args.max_concurrent, out_dir=args.out,
         progress=not args.no_progress and sys.stderr.isatty(),
     )

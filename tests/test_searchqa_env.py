@@ -213,3 +213,26 @@ def test_check_env_passes(search_data: Path, index_dir: str) -> None:
 
     results = check_env("searchqa-bamboogle", data_root=str(search_data), index_dir=index_dir)
     assert all(r.ok for r in results), [(r.name, r.detail) for r in results if not r.ok]
+
+
+@pytest.mark.parametrize("answer", ["r grandfather <a hr", "[O.S. 6 January] 1835", "George VI\n", "a ] b ["])
+def test_gold_answers_with_brackets_and_tags_survive_the_round_trip(answer: str) -> None:
+    # real gold answers (HotpotQA, Bamboogle) that a naive action format would break
+    from opid_gym.parsing import format_action
+
+    parsed = parse_search_answer(format_action(f"answer[{answer}]", "search_answer"))
+    assert parsed.valid
+    kind, text = parse_env_action(parsed.action)
+    assert kind == "answer" and text == " ".join(answer.split())
+
+
+def test_cli_eval_expert_and_bad_env_option(search_data: Path, index_dir: str, capsys: pytest.CaptureFixture) -> None:
+    from opid_gym.cli import main
+
+    root = ["--data-root", str(search_data)]
+    assert main(["eval", "--agent", "expert", "--env", "searchqa", "--limit", "2", "--no-progress", "--json",
+                 "--env-opt", f"index_dir={index_dir}", *root]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["episodes"] == 14 and summary["success_rate"] == 1.0  # 2 per data set
+    assert main(["eval", "--agent", "expert", "--env", "searchqa-nq", "--env-opt", "retriever=nope", *root]) == 2
+    assert "unknown retriever 'nope'" in capsys.readouterr().err

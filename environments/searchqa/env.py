@@ -47,12 +47,12 @@ _ACTION = re.compile(r"\s*(search|answer)\[(.*)\]\s*", re.DOTALL | re.IGNORECASE
 def parse_env_action(action: str) -> tuple[str, str]:
     """``("search", query)``, ``("answer", text)`` or ``("invalid", "")``."""
     text = str(action)
-    if "<" in text:  # a raw response: parse the tags
+    m = _ACTION.fullmatch(text)
+    if m is None and "<" in text:  # a raw response: parse its tags
         parsed = parse_search_answer(text)
         if not parsed.valid:
             return "invalid", ""
-        text = parsed.action
-    m = _ACTION.fullmatch(text)
+        m = _ACTION.fullmatch(parsed.action)
     if m is None:
         return "invalid", ""
     kind, arg = m.group(1).lower(), " ".join(m.group(2).split())
