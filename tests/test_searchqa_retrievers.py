@@ -107,6 +107,7 @@ def test_interrupted_build_resumes_from_finished_shards(small_corpus, tmp_path: 
 needs_lucene = pytest.mark.skipif(not lucene.available(), reason=lucene.INSTALL_HINT)
 
 
+@pytest.mark.slow  # two Lucene builds (JVM starts): ~25 s on the shared 2-core machine
 @needs_lucene
 def test_pyserini_same_top3_across_fresh_builds_and_agrees_with_bm25s(small_corpus, tmp_path: Path) -> None:
     corpus, questions = small_corpus
@@ -115,6 +116,8 @@ def test_pyserini_same_top3_across_fresh_builds_and_agrees_with_bm25s(small_corp
     a = _top3(first, questions)
     assert a == _top3(second, questions) and a == _top3(first, questions)
     assert [[h.index for h in hs] for hs in first.search_batch(questions[:5])] == a[:5]
+    prebuilt = build_retriever(config(corpus, tmp_path / "d", "pyserini", lucene_index=str(first._index.index_dir)))
+    assert _top3(prebuilt, questions) == a and not list((tmp_path / "d").glob("pyserini-*/lucene"))  # nothing built
     bm = _top3(build_retriever(config(corpus, tmp_path / "c", "bm25s")), questions)
     same_set = sum(set(x) == set(y) for x, y in zip(a, bm)) / len(a)
     same_top1 = sum(x[:1] == y[:1] for x, y in zip(a, bm)) / len(a)
@@ -131,6 +134,7 @@ def tiny_corpus(small_corpus, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow  # loads the encoder and encodes 24 passages: ~40 s on the shared 2-core machine
 def test_dense_retriever_works_offline_with_the_packaged_encoder(tiny_corpus: Path, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("faiss")
@@ -145,6 +149,10 @@ def test_dense_retriever_works_offline_with_the_packaged_encoder(tiny_corpus: Pa
     a = _top3(first, queries)
     assert a == _top3(second, queries) and a == _top3(first, queries)
     assert [x[0] for x in a[:3]] == [0, 6, 11]  # a passage is its own nearest neighbour
+    folder = next(p for p in (tmp_path / "a").iterdir() if p.name.startswith("dense-") and p.is_dir())
+    prebuilt = build_retriever(config(tiny_corpus, tmp_path / "c", "dense", encoder="minilm",
+                                      faiss_index=str(folder / "index.faiss")))
+    assert _top3(prebuilt, queries) == a
     hits = first.search(queries[0], 3)
     assert hits[0].score == pytest.approx(1.0, abs=1e-3)  # normalised embeddings: cosine 1 with itself
     assert hits[0].score >= hits[1].score >= hits[2].score

@@ -78,6 +78,7 @@ class SearchQAEnv(TextEnv):
         index_dir: where indexes are built and cached (default ``~/.cache/opid-gym/search_index``).
         encoder: the dense encoder (``minilm`` = the packaged all-MiniLM-L6-v2, ``e5-base-v2``, a path).
         faiss_index: a prebuilt flat FAISS index aligned with ``corpus`` (dense only).
+        lucene_index: a prebuilt Lucene index whose docids are ``corpus`` line numbers (pyserini only).
         top_k: passages per search.
         device: the dense encoder's torch device.
     """
@@ -102,6 +103,7 @@ class SearchQAEnv(TextEnv):
         index_dir: str | None = None,
         encoder: str = "minilm",
         faiss_index: str | None = None,
+        lucene_index: str | None = None,
         top_k: int = 3,
         device: str | None = None,
         render_mode: str | None = None,
@@ -123,7 +125,7 @@ class SearchQAEnv(TextEnv):
         self.top_k = int(top_k)
         self.retriever_config = RetrieverConfig(
             kind=retriever, corpus=corpus, data_root=str(data_root) if data_root else None, index_dir=index_dir,
-            encoder=encoder, faiss_index=faiss_index, device=device,
+            encoder=encoder, faiss_index=faiss_index, lucene_index=lucene_index, device=device,
         )
         self._retriever: Retriever | None = None
         self._question: Question | None = None

