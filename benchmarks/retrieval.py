@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}, "
           f"python {platform.python_version()}")
     head = ("retriever", "R@3 train(500)", "R@3 dev(500)", "R@3 all", "q/s one-by-one", "q/s batch", "open s", "index")
-    print(f"{head[0]:18s} {head[1]:>14s} {head[2]:>12s} {head[3]:>8s} {head[4]:>15s} {head[5]:>10s} {head[6]:>8s} {head[7]:>7s}")
+    widths = (18, 14, 12, 8, 15, 10, 8, 7)
+    print(" ".join(f"{h:{w}s}" if i == 0 else f"{h:>{w}s}" for i, (h, w) in enumerate(zip(head, widths))))
     for name, tr, dv, al, single, batch, open_s, state in rows:
         print(f"{name:18s} {tr:14.3f} {dv:12.3f} {al:8.3f} {single:15.1f} {batch:10.1f} {open_s:8.1f} {state:>7s}")
     if len(rows) > 1:

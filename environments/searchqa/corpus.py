@@ -102,7 +102,8 @@ class PassageStore:
         offsets: list[int] = []
         pos = 0
         size = self.path.stat().st_size
-        with open(self.path, "rb") as f, tqdm(total=size, unit="B", unit_scale=True, disable=not progress or size < 1 << 26,
+        quiet = not progress or size < 1 << 26  # a bar only for corpora over 64 MB
+        with open(self.path, "rb") as f, tqdm(total=size, unit="B", unit_scale=True, disable=quiet,
                                               desc=f"scanning {self.path.name}") as bar:
             for line in f:
                 if line.strip():

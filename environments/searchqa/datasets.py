@@ -161,7 +161,8 @@ def _records(path: Path, dataset: str) -> list[dict[str, Any]]:
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise ImportError("reading Search-R1 parquet files needs pyarrow: pip install pyarrow") from exc
         table = pq.read_table(path)
-        keep = [c for c in ("id", "question", "golden_answers", "data_source", "reward_model") if c in table.column_names]
+        wanted = ("id", "question", "golden_answers", "data_source", "reward_model")
+        keep = [c for c in wanted if c in table.column_names]
         rows = table.select(keep).to_pylist()
         if "data_source" in keep:
             rows = [r for r in rows if str(r["data_source"]).removeprefix("searchR1_") == FLASHRAG_NAMES[dataset]]
