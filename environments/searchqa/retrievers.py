@@ -101,6 +101,9 @@ class RetrieverConfig:
             numbers (Search-R1's ``wiki-18-bm25-index``).
         k1, b: BM25 parameters (pyserini's defaults).
         device: dense only: torch device of the encoder (None: sentence-transformers' choice).
+        query_threads: dense only: CPU threads torch uses while it encodes queries (None:
+            torch's setting). One is fastest for a query or a few, and keeps many env
+            workers from oversubscribing the cores; passages are encoded with torch's setting.
         shard_size: passages per resumable build shard.
         progress: show progress bars while building.
     """
@@ -115,6 +118,7 @@ class RetrieverConfig:
     k1: float = 0.9
     b: float = 0.4
     device: str | None = None
+    query_threads: int | None = 1
     shard_size: int = 50_000
     progress: bool = field(default=True, compare=False)
 
@@ -179,6 +183,22 @@ def top_k(scores: np.ndarray, k: int, *, positive_only: bool) -> list[tuple[int,
 def _rerank(pairs: Sequence[tuple[int, float]], k: int) -> list[tuple[int, float]]:
     """Best first with ties by index (for engines that return a few extra candidates)."""
     return sorted(pairs, key=lambda p: (-p[1], p[0]))[:k]
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads, then restore the previous number."""
+    import torch
+
+    old = torch.get_num_threads()
+    if n is None or n == old:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 @contextlib.contextmanager
@@ -417,7 +437,8 @@ class DenseRetriever:
     def search_batch(self, queries: Sequence[str], k: int = 3) -> list[list[Hit]]:
         if not queries:
             return []
-        q = self._encode([self.spec.query_prefix + clip_query(x) for x in queries])
+        with _torch_threads(self.config.query_threads):
+            q = self._encode([self.spec.query_prefix + clip_query(x) for x in queries])
         n = min(k + self._extra, self._index.ntotal)
         scores, ids = self._index.search(q, n)
         out = []
