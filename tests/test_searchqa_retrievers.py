@@ -153,6 +153,13 @@ def test_dense_retriever_works_offline_with_the_packaged_encoder(tiny_corpus: Pa
     prebuilt = build_retriever(config(tiny_corpus, tmp_path / "c", "dense", encoder="minilm",
                                       faiss_index=str(folder / "index.faiss")))
     assert _top3(prebuilt, queries) == a
+    import torch
+
+    torch.set_num_threads(2)
+    try:  # queries are encoded with one thread, and the caller's setting comes back
+        assert _top3(first, queries[:1]) == a[:1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
     hits = first.search(queries[0], 3)
     assert hits[0].score == pytest.approx(1.0, abs=1e-3)  # normalised embeddings: cosine 1 with itself
     assert hits[0].score >= hits[1].score >= hits[2].score
