@@ -68,6 +68,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _add_check_env(p: argparse.ArgumentParser) -> None:
     p.add_argument("env_id", nargs="?", help="environment id (default: every registered id)")
     p.add_argument("--all", action="store_true", help="check every registered id")
+    p.add_argument("--env-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="environment option, e.g. retriever=pyserini (repeatable)")
 
 
 def _cmd_check_env(args: argparse.Namespace) -> int:
@@ -77,7 +79,7 @@ def _cmd_check_env(args: argparse.Namespace) -> int:
     ids = registry.env_ids() if (args.all or not args.env_id) else [args.env_id]
     failed = 0
     for eid in ids:
-        results = check_env(eid, **_data_kwargs(args, eid))
+        results = check_env(eid, **_data_kwargs(args, eid), **_env_options(eid, args))
         ok = all(r.ok for r in results)
         failed += not ok
         print(f"{'PASS' if ok else 'FAIL'}  {eid}")
@@ -91,7 +93,8 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent", required=True, help="random | expert | hf:<model> | vllm:<model> | openai:<model>")
     p.add_argument("--env", required=True, help="benchmark id (see `opid-bench list benchmarks`)")
     p.add_argument("--episodes", "--limit", dest="limit", type=int, default=None,
-                   help="evaluate a fixed seeded subset of this many tasks (default: all, each once)")
+                   help="evaluate a fixed seeded subset of this many tasks (default: all, each once); "
+                        "per task type where the benchmark averages types (searchqa: per data set)")
     p.add_argument("--workers", type=int, default=0, help="environment worker processes (0: in-process)")
     p.add_argument("--max-concurrent", type=int, default=32,
                    help="episodes running at once (results do not depend on it; default 32)")
@@ -103,6 +106,8 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="agent option, e.g. temperature=0.4 (repeatable)")
     p.add_argument("--no-record", action="store_true", help="do not append the result to the results database")
+    p.add_argument("--env-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="environment option, e.g. retriever=pyserini (repeatable; part of the protocol)")
 
 
 def _parse_kv(items: list[str]) -> dict[str, Any]:
@@ -118,6 +123,20 @@ def _parse_kv(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _env_options(env_id: str, args: argparse.Namespace) -> dict[str, Any]:
+    """``--env-opt`` as constructor kwargs, checked by building the env once."""
+    from opid_gym.registry import make
+
+    opts = _parse_kv(getattr(args, "env_opt", []))
+    if not opts:
+        return {}
+    try:
+        make(env_id, **_data_kwargs(args, env_id), **opts).close()
+    except (TypeError, ValueError) as exc:
+        raise CLIError(f"bad --env-opt for {env_id}: {str(exc).splitlines()[0]}") from None
+    return opts
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from opid_gym.agent import make_agent
     from opid_gym.evaluate import evaluate
@@ -125,6 +144,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     bench = _benchmark(args.env)
     if args.max_steps is not None:
         bench = bench.with_overrides(max_steps=args.max_steps)
+    env_opts = _env_options(bench.env_id, args)
+    if env_opts:  # environment options are part of the protocol (and of its hash)
+        bench = bench.with_overrides(env_kwargs={**bench.env_kwargs, **env_opts})
     options = _agent_options(args, bench)
     agent = make_agent(args.agent, **options)
     summary, _ = evaluate(
