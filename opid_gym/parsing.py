@@ -107,6 +107,14 @@ def get_parser(name: str) -> Callable[[str], ParsedAction]:
         raise KeyError(f"unknown action format {name!r}; known: {sorted(PARSERS)}") from None
 
 
+def action_tag(action: str, action_format: str) -> str:
+    """The action as the model writes it, without reasoning (``<search>q</search>``...)."""
+    if action_format == "search_answer":
+        m = re.fullmatch(r"(search|answer)\[(.*)\]", action, re.DOTALL)
+        return f"<{m.group(1)}>{m.group(2)}</{m.group(1)}>" if m else action
+    return f"<action>{action}</action>"
+
+
 def format_action(action: str, action_format: str, think: str = "") -> str:
     """Wrap an environment action in the response format (used by scripted agents)."""
     if action_format == "search_answer":

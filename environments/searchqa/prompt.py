@@ -14,6 +14,7 @@ SEARCHQA_PROMPT = PromptTemplate(
     current="Now, at turn {step}, you observe: {observation}",
     first_current="This is turn {step}; you have not searched yet.",
     admissible="",
+    history_actions="search_answer",  # past turns show <search>q</search>, as the model writes them
     instruction=(
         "Think step by step inside <think> </think>. Then do exactly one of these: search by writing "
         "a query inside <search> </search> (the top 3 passages come back inside <information> </information>), "
