@@ -151,6 +151,7 @@ class VLLMBackend:
         self.probe: ProbeBatch | None = None
         self.last_drift: DriftReport | None = None
         self.weight_version = 0
+        self._has_reload: bool | None = None
 
     # -------------------------------------------------------------- prompts
     def encode_chat(self, messages: list[Message], max_prompt_tokens: int | None = None) -> tuple[list[int], bool]:
@@ -194,7 +195,7 @@ class VLLMBackend:
             inputs.append({"prompt_token_ids": list(ids)})
             sps.append(vllm.SamplingParams(
                 temperature=params.temperature, top_p=params.top_p, max_tokens=min(params.max_new_tokens, room),
-                stop=list(params.stop) or None, include_stop_str_in_output=True, logprobs=0,
+                stop=list(params.stop) or None, logprobs=0,
                 seed=None if seeds is None else int(seeds[i]) % (2 ** 63),
             ))
         outputs = self.llm.generate(inputs, sps, use_tqdm=False)
@@ -278,9 +279,7 @@ class VLLMBackend:
         weights = list(named_tensors)
         if not weights:
             raise ValueError("load_weights got no tensors")
-        loaded = self.llm.apply_model(lambda model: model.load_weights(iter(weights)))
-        if not loaded or not loaded[0]:
-            raise RuntimeError("the engine's model loaded none of the given tensors (names do not match?)")
+        self._load_into_engine(weights)
         self.llm.reset_prefix_cache()  # cached KV was computed with the old weights
         if self._asleep:
             self._wake(None)
@@ -289,13 +288,28 @@ class VLLMBackend:
             return self.drift_check()
         return None
 
+    def _load_into_engine(self, weights: list[tuple[str, Any]]) -> None:
+        # vLLM >= 0.2x: the worker's reload_weights loads checkpoint-format tensors through the
+        # model's own load_weights and then redoes the post-load processing (kernel repacking,
+        # e.g. on CPUs), which a bare model.load_weights on an already-processed model cannot.
+        if self._has_reload is None:
+            self._has_reload = bool(self.llm.collective_rpc(
+                lambda worker: callable(getattr(worker, "reload_weights", None)))[0])
+        if self._has_reload:
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights,
+                                                              "is_checkpoint_format": True})
+            return
+        loaded = self.llm.apply_model(lambda model: model.load_weights(iter(weights)))
+        if not loaded or not loaded[0]:
+            raise RuntimeError("the engine's model loaded none of the given tensors (names do not match?)")
+
     def sync_from(self, policy: TrainablePolicy | None = None) -> DriftReport:
         """Push ``policy``'s current weights into the engine and run the drift check."""
         if policy is not None and policy is not self._trainer:
             self.attach_trainer(policy, self.probe)
         if self._trainer is None:
             raise ValueError("sync_from needs a trainer policy (pass one, or attach_trainer first)")
-        report = self.load_weights(_named_tensors(self._trainer.module))
+        report = self.load_weights(_named_tensors(self._trainer))
         assert report is not None
         return report
 
@@ -355,26 +369,32 @@ class VLLMBackend:
         del llm
 
 
-def _named_tensors(module: Any) -> Iterator[tuple[str, Any]]:
-    """The module's parameters and persistent buffers, detached, under their state_dict names."""
-    for name, tensor in module.state_dict().items():
+def _named_tensors(policy: Any) -> Iterator[tuple[str, Any]]:
+    """The policy's full weights under the base model's state_dict names, detached.
+
+    ``export_state_dict`` (HFPolicy) merges LoRA adapters; otherwise the module's state_dict.
+    """
+    export = getattr(policy, "export_state_dict", None)
+    state = export() if callable(export) else policy.module.state_dict()
+    for name, tensor in state.items():
         yield name, tensor.detach()
 
 
+_SAMPLING_KEYS = ("temperature", "top_p", "max_new_tokens", "max_prompt_tokens", "stop")
+
+
 def make_agent(model: str, **options: Any) -> Any:
-    """``vllm:<model>``: a model agent sampling through a :class:`VLLMBackend`.
+    """``vllm:<model>``: a :class:`~agents.model_agent.ModelAgent` sampling through a :class:`VLLMBackend`.
 
-    ``options``: sampling settings (``temperature``, ``top_p``, ``max_new_tokens``,
-    ``max_prompt_tokens``, ``stop``) and any :class:`VLLMConfig` field.
+    ``model``: ``tiny``, ``smollm2-135m``, a folder or a hub id (:func:`agents.models.resolve_model`).
+    ``options``: sampling settings (temperature, top_p, max_new_tokens, max_prompt_tokens,
+    stop) and :class:`VLLMConfig` fields (dtype, max_model_len, gpu_memory_utilization, ...).
     """
-    from agents.model_agent import ModelAgent
+    from agents.model_agent import ModelAgent, split_options
+    from agents.models import resolve_model
 
-    sampling_keys = {"temperature", "top_p", "max_new_tokens", "max_prompt_tokens", "stop"}
-    sampling = {k: options.pop(k) for k in list(options) if k in sampling_keys}
-    if "stop" in sampling:
-        sampling["stop"] = tuple(sampling["stop"] or ())
-    unknown = set(options) - set(VLLMConfig.__dataclass_fields__)
-    if unknown:
-        raise TypeError(f"unknown vllm agent option(s): {', '.join(sorted(unknown))}")
-    backend = VLLMBackend(VLLMConfig(model=model, **options))
-    return ModelAgent(backend, SamplingParams(**sampling), name=f"vllm:{model}")
+    config_keys = [k for k in VLLMConfig.__dataclass_fields__ if k != "model"]
+    sampling, rest = split_options(options, _SAMPLING_KEYS, config_keys)
+    _import_vllm()  # the install hint before any model is built
+    backend = VLLMBackend(VLLMConfig(model=resolve_model(model), **rest))
+    return ModelAgent(backend, sampling, name=f"vllm:{model}")
