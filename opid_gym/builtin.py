@@ -60,6 +60,10 @@ BENCHMARKS: list[Benchmark] = [
     ],
 ]
 
+# Resolves a benchmark's protocol (id, content hash) for result records; see
+# benchmarks/protocols.py. Called lazily by evaluate() and the results store.
+PROTOCOL_RESOLVER = "benchmarks.protocols:protocol_stamp"
+
 # ------------------------------------------------------------------------ agents
 # Scripted agents by name; model agents by prefix ("hf:<model>", ...).
 AGENTS: dict[str, tuple[str, str]] = {

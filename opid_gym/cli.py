@@ -19,7 +19,12 @@ class CLIError(Exception):
     """A user error: printed as one clear line, exit code 2, no traceback."""
 
 
-def _data_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+def _data_kwargs(args: argparse.Namespace, env_id: str) -> dict[str, Any]:
+    """``data_root`` for environments whose constructor takes one (third-party ones may not)."""
+    from opid_gym.registry import accepts
+
+    if not accepts(env_id, "data_root"):
+        return {}
     return {"data_root": str(resolve_data_root(getattr(args, "data_root", None)))}
 
 
@@ -41,10 +46,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if args.what == "envs":
         for eid in registry.env_ids():
             print(f"{eid:32s} {registry.env_description(eid)}")
-    elif args.what == "benchmarks":
-        for name in opid_gym.BENCHMARKS:
-            b = opid_gym.BENCHMARKS.get(name)
-            print(f"{name:22s} env={b.env_id:26s} steps={b.max_steps:<3d} {b.description}")
+    elif args.what == "benchmarks":  # with protocol ids and hashes (benchmarks/protocols.py)
+        return _benchmarks_command("list_benchmarks")(getattr(args, "data_root", None))
     elif args.what == "agents":
         for name in opid_gym.AGENTS:
             print(f"{name:22s} {opid_gym.AGENTS.description(name)}")
@@ -74,7 +77,7 @@ def _cmd_check_env(args: argparse.Namespace) -> int:
     ids = registry.env_ids() if (args.all or not args.env_id) else [args.env_id]
     failed = 0
     for eid in ids:
-        results = check_env(eid, **_data_kwargs(args))
+        results = check_env(eid, **_data_kwargs(args, eid))
         ok = all(r.ok for r in results)
         failed += not ok
         print(f"{'PASS' if ok else 'FAIL'}  {eid}")
@@ -90,7 +93,8 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episodes", "--limit", dest="limit", type=int, default=None,
                    help="evaluate a fixed seeded subset of this many tasks (default: all, each once)")
     p.add_argument("--workers", type=int, default=0, help="environment worker processes (0: in-process)")
-    p.add_argument("--max-concurrent", type=int, default=None, help="episodes running at once (default: all)")
+    p.add_argument("--max-concurrent", type=int, default=32,
+                   help="episodes running at once (results do not depend on it; default 32)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="folder for trajectories.jsonl and summary.json")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
@@ -103,6 +107,7 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-key", default=None,
                    help=f"openai:<model> agents: API key (default: --api-key-file, else ${API_KEY_ENV})")
     p.add_argument("--api-key-file", default=None, help="openai:<model> agents: file holding the API key")
+    p.add_argument("--no-record", action="store_true", help="do not append the result to the results database")
 
 
 def _parse_kv(items: list[str]) -> dict[str, Any]:
@@ -125,14 +130,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     bench = _benchmark(args.env)
     if args.max_steps is not None:
         bench = bench.with_overrides(max_steps=args.max_steps)
+    options = _agent_options(args, bench)
     try:
-        agent = make_agent(args.agent, **_agent_options(args, bench))
+        agent = make_agent(args.agent, **options)
     except ImportError as exc:
         raise CLIError(str(exc)) from exc
     except (TypeError, ValueError, FileNotFoundError) as exc:
         raise CLIError(f"cannot build agent {args.agent!r}: {exc}") from exc
     summary, _ = evaluate(
-        bench, agent, agent_name=args.agent, env_kwargs=_data_kwargs(args), limit=args.limit,
+        bench, agent, agent_name=args.agent, env_kwargs=_data_kwargs(args, bench.env_id), limit=args.limit,
         workers=args.workers, seed=args.seed, max_concurrent=args.max_concurrent, out_dir=args.out,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
@@ -141,9 +147,28 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if usage is not None:
         print(f"API usage: {usage.calls} calls, {usage.failures} failed, {usage.prompt_tokens} prompt tokens, "
               f"{usage.completion_tokens} completion tokens")
+    if not args.no_record:
+        db = _record_eval(args, summary, {k: ("<redacted>" if k == "api_key" else v) for k, v in options.items()})
+        print(f"protocol {summary.protocol_id}#{summary.protocol_hash}; recorded in {db}")
     if args.json:
         print(json.dumps(summary.to_dict()))
     return 0
+
+
+def _record_eval(args: argparse.Namespace, summary: Any, agent_options: dict[str, Any]) -> Path:
+    """Append this evaluation to the results store (opid_gym/results.py)."""
+    from opid_gym.results import ResultsStore, eval_record, resolve_results_path
+
+    config = {
+        "command": "eval", "benchmark": args.env, "agent": args.agent, "agent_options": agent_options,
+        "limit": args.limit, "max_steps": args.max_steps, "seed": args.seed, "workers": args.workers,
+        "max_concurrent": args.max_concurrent,
+    }
+    record = eval_record(summary.to_dict(), agent=args.agent, config=config, workers=args.workers,
+                         source=str(args.out) if args.out else None)
+    store = ResultsStore(resolve_results_path(getattr(args, "results_db", None)))
+    store.append(record)
+    return store.path
 
 
 def _agent_options(args: argparse.Namespace, bench: Any) -> dict[str, Any]:
@@ -211,21 +236,73 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return download(args.dataset, root)
 
 
+# ------------------------------------------- leaderboard, report, compare, results
+# Bodies in benchmarks/commands.py, loaded only when one of these commands runs.
+def _benchmarks_command(name: str) -> Callable[..., int]:
+    from opid_gym.registry import load_object
+
+    return load_object(f"benchmarks.commands:{name}")
+
+
+def _add_leaderboard(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--env", default=None, help="benchmark id (default: every benchmark with results)")
+    p.add_argument("--format", default="table", choices=["table", "md", "csv", "html"])
+    p.add_argument("--protocol", default=None, metavar="HASH", help="keep only results of this protocol hash")
+    p.add_argument("--allow-mixed", action="store_true", help="rank results of different protocol hashes together")
+    p.add_argument("--references", default="main", choices=["main", "all", "none"],
+                   help="published paper rows: main tables, all (with ablations), none")
+    p.add_argument("--out", type=Path, default=None, help="write to this file instead of stdout")
+
+
+def _add_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, help="a run folder (opid-bench run) or an eval folder (eval --out)")
+    p.add_argument("--out", type=Path, default=None, help="output file (default: RUN_DIR/report.html)")
+    p.add_argument("--max-trajectories", type=int, default=12, help="trajectories per viewer source")
+    p.add_argument("--max-rollout-steps", type=int, default=4, help="training steps offered in the viewer")
+
+
+def _add_compare(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_a", type=Path, help="run folder or eval folder A")
+    p.add_argument("run_b", type=Path, help="run folder or eval folder B (differences are B - A)")
+    p.add_argument("--tag-a", default=None, help="eval tag of A (default: final, else the last)")
+    p.add_argument("--tag-b", default=None, help="eval tag of B (default: final, else the last)")
+    p.add_argument("--allow-mixed", action="store_true", help="compare runs of different protocol hashes")
+    p.add_argument("--format", default="table", choices=["table", "json"])
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+
+
+def _add_results(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["list"], help="list the stored records")
+    p.add_argument("--env", default=None, help="only this benchmark")
+
+
 COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = [
     ("list", "list environments, learners, agents or benchmarks", _add_list, _cmd_list),
     ("check-env", "run Gymnasium's checker and the text contract on environments", _add_check_env, _cmd_check_env),
     ("eval", "evaluate an agent on a benchmark's evaluation split", _add_eval, _cmd_eval),
     ("data", "show which data sets are present, or download one", _add_data, _cmd_data),
+    ("leaderboard", "rank learners x models on a benchmark protocol, beside published numbers", _add_leaderboard,
+     lambda args: _benchmarks_command("leaderboard")(args)),
+    ("report", "write a self-contained HTML report of a run folder", _add_report,
+     lambda args: _benchmarks_command("report")(args)),
+    ("compare", "metric differences between two runs, with 95% confidence intervals", _add_compare,
+     lambda args: _benchmarks_command("compare")(args)),
+    ("results", "show the results database", _add_results, lambda args: _benchmarks_command("results")(args)),
 ]
+
+
+_RESULTS_HELP = "results database (default: $OPID_GYM_RESULTS, else ~/.cache/opid-gym/results.sqlite)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="opid-bench", description="opid-gym: train and evaluate LLM agents.")
     parser.add_argument("--data-root", default=None, help=f"benchmark data folder (default: ${ENV_VAR})")
+    parser.add_argument("--results-db", default=None, help=_RESULTS_HELP)
     subs = parser.add_subparsers(dest="command", required=True)
     for name, help_text, add, cmd in COMMANDS:
         p = subs.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--data-root", default=argparse.SUPPRESS, help=f"benchmark data folder (default: ${ENV_VAR})")
+        p.add_argument("--results-db", default=argparse.SUPPRESS, help=_RESULTS_HELP)
         add(p)
         p.set_defaults(func=cmd)
     return parser

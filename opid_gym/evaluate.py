@@ -84,6 +84,8 @@ class EvalSummary:
     generated_tokens: int = 0
     seed: int = 0
     limit: int | None = None
+    protocol_id: str | None = None
+    protocol_hash: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,6 +163,7 @@ def evaluate(
     cls = env_class(benchmark.env_id)
     kwargs = {**benchmark.eval_env_kwargs(), **(env_kwargs or {})}
     num_tasks = count_tasks(benchmark.env_id, kwargs)
+    protocol = resolve_protocol(benchmark, env_kwargs=env_kwargs, limit=limit)
     with make_pool(benchmark.env_id, kwargs, workers=workers, with_expert=agent.needs_expert) as pool:
         specs = eval_episodes(eval_task_indices(num_tasks, limit), benchmark.num_seeds, seed)
         stats = RolloutStats()
@@ -189,11 +192,22 @@ def evaluate(
             bar.close()
     summary = summarize(trajs, benchmark=benchmark, agent=agent_name or agent.name, seconds=seconds,
                         stats=stats, seed=seed, limit=limit)
+    summary.protocol_id, summary.protocol_hash = protocol
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_trajectories(out_dir / "trajectories.jsonl", trajs)
         (out_dir / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
     return summary, trajs
+
+
+def resolve_protocol(
+    benchmark: Benchmark, *, env_kwargs: dict[str, Any] | None = None, limit: int | None = None
+) -> tuple[str, str]:
+    """The benchmark's protocol ``(id, hash)`` (``benchmarks/protocols.py``, loaded lazily)."""
+    from opid_gym.builtin import PROTOCOL_RESOLVER
+    from opid_gym.registry import load_object
+
+    return load_object(PROTOCOL_RESOLVER)(benchmark, env_kwargs=env_kwargs, limit=limit)
 
 
 def _progress(total: int) -> Any:

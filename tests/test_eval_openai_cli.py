@@ -49,10 +49,13 @@ def test_eval_against_local_server(server, alfworld_data, tmp_path, capsys, monk
     assert [s["action"] for s in traj["steps"]] == ["look"] * 3 and traj["truncated"]
 
 
-def test_api_key_from_environment_in_cli_only(server, alfworld_data, monkeypatch, capsys):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
-    assert _eval(server, alfworld_data, steps=1) == 0
-    assert server.requests[0].headers["Authorization"] == "Bearer sk-env"
+def test_api_key_from_environment_in_cli_only(server, alfworld_data, monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-secret")
+    db = tmp_path / "results.sqlite"
+    assert _eval(server, alfworld_data, "--results-db", str(db), steps=1) == 0
+    assert server.requests[0].headers["Authorization"] == "Bearer sk-env-secret"
+    assert db.is_file() and b"sk-env-secret" not in db.read_bytes()  # the key is not recorded
+    assert b"openai:test-model" in db.read_bytes()
 
 
 def test_api_key_precedence(monkeypatch, tmp_path):

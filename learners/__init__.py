@@ -1,0 +1,1 @@
+"""Learners: one module per method (``grpo``, ``opid``, ``sdar``, ...) over shared math."""
