@@ -54,8 +54,13 @@ def test_api_key_from_environment_in_cli_only(server, alfworld_data, monkeypatch
     db = tmp_path / "results.sqlite"
     assert _eval(server, alfworld_data, "--results-db", str(db), steps=1) == 0
     assert server.requests[0].headers["Authorization"] == "Bearer sk-env-secret"
-    assert db.is_file() and b"sk-env-secret" not in db.read_bytes()  # the key is not recorded
-    assert b"openai:test-model" in db.read_bytes()
+    from opid_gym.results import ResultsStore
+
+    records = ResultsStore(db).query()
+    assert len(records) == 1
+    text = json.dumps(records[0].to_dict())
+    assert "openai:test-model" in text and "<redacted>" in text
+    assert "sk-env-secret" not in text  # the key is not recorded
 
 
 def test_api_key_precedence(monkeypatch, tmp_path):
