@@ -69,6 +69,10 @@ PROBE_CHATS: tuple[tuple[str, str], ...] = (
 """The default probe batch: (user message, response) pairs, chat-templated by the trainer."""
 
 
+CPU_KV_CACHE_BYTES = 1 << 30
+"""KV cache size on CPUs when the config gives none (1 GiB)."""
+
+
 def _import_vllm() -> Any:
     try:
         import vllm
@@ -86,8 +90,9 @@ class VLLMConfig:
         dtype: ``auto``, ``float32``, ``bfloat16``, ``float16``.
         max_model_len: the longest prompt + response, in tokens.
         gpu_memory_utilization: share of GPU memory the engine may take (weights + KV cache).
-        kv_cache_memory_bytes: the KV cache size in bytes (required-ish on CPUs, where vLLM
-            otherwise takes half the machine's memory).
+        kv_cache_memory_bytes: the KV cache size in bytes (None: vLLM sizes it from
+            ``gpu_memory_utilization`` on GPUs; 1 GiB on CPUs, where vLLM would take half
+            the machine's memory).
         enforce_eager: no CUDA graphs / compilation (faster start, slower decoding).
         seed: the engine's global seed (requests carry their own seeds).
         enable_prefix_caching: reuse KV of shared prompt prefixes (dropped at each weight load).
@@ -140,6 +145,8 @@ class VLLMBackend:
         )
         if config.kv_cache_memory_bytes is not None:
             kwargs["kv_cache_memory_bytes"] = int(config.kv_cache_memory_bytes)
+        elif not torch.cuda.is_available():  # vLLM's CPU default is half the machine's memory
+            kwargs["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
         kwargs.update(config.engine_kwargs)
         self._vllm = vllm
         self.llm = vllm.LLM(**kwargs)

@@ -122,3 +122,20 @@ def test_released_context_is_safe_where_sleep_mode_is_unsupported(pair):
         pass
     assert engine.sync_from(policy).ok
     assert engine.generate(PROMPTS[:1], SamplingParams(max_new_tokens=2), [0])[0].token_ids
+
+
+def test_vllm_agent_spec(tmp_path, monkeypatch):
+    from opid_gym.agent import AgentRequest, make_agent
+
+    monkeypatch.setenv("OPID_GYM_CACHE", str(tmp_path))
+    agent = make_agent("vllm:tiny", temperature=1.0, max_new_tokens=8, dtype="float32", max_model_len=512,
+                       enforce_eager=True)
+    try:
+        reqs = [AgentRequest(messages=m, seed=s, step=0, observation="", admissible_actions=None,
+                             expert_action=None, action_format="think_action") for m, s in zip(PROMPTS[:2], [5, 6])]
+        first, again = agent.act(reqs), agent.act(reqs[::-1])[::-1]
+        assert agent.name == "vllm:tiny"
+        assert [r.token_ids for r in first] == [r.token_ids for r in again]
+        assert all(r.token_ids and len(r.logprobs) == len(r.token_ids) and r.prompt_token_ids for r in first)
+    finally:
+        agent.generator.close()
