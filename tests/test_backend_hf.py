@@ -282,3 +282,11 @@ def test_bad_sampling_settings_are_rejected(policy):
         policy.generate_ids([[1, 2]], SamplingParams(), seeds=[0, 1])
     with pytest.raises(ValueError, match="prompt"):
         policy.score([[]], [[1]])
+
+
+def test_bf16_autocast_stays_close_to_fp32(policy, cache_dir):
+    prompts, responses = _pairs(policy)
+    bf16 = HFPolicy.from_pretrained("tiny", HFOptions(device="cpu", cache_dir=cache_dir, autocast="bfloat16"))
+    for a, b in zip(bf16.score(prompts, responses), policy.score(prompts, responses)):
+        assert a == pytest.approx(b, abs=0.1)
+        assert a != pytest.approx(b, abs=1e-6)  # autocast did change the arithmetic
