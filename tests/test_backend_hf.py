@@ -249,6 +249,9 @@ def test_lora_trains_only_adapters_and_round_trips(cache_dir, tmp_path):
         assert a == pytest.approx(b, abs=TOL)
     merged = pol.export_state_dict()
     assert not any("lora_" in k for k in merged)
+    gen = again.generate_ids(prompts[:2], SamplingParams(temperature=1.0, max_new_tokens=5), seeds=[1, 2])
+    for g in gen:  # sampling runs through the adapters too
+        assert g.logprobs == pytest.approx(again.score([g.prompt_token_ids], [g.token_ids])[0], abs=TOL)
 
 
 def test_model_agent_replies_with_tokens_and_seeds(policy):
