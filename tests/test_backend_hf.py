@@ -249,6 +249,9 @@ def test_lora_trains_only_adapters_and_round_trips(cache_dir, tmp_path):
         assert a == pytest.approx(b, abs=TOL)
     merged = pol.export_state_dict()
     assert not any("lora_" in k for k in merged)
+    gen = again.generate_ids(prompts[:2], SamplingParams(temperature=1.0, max_new_tokens=5), seeds=[1, 2])
+    for g in gen:  # sampling runs through the adapters too
+        assert g.logprobs == pytest.approx(again.score([g.prompt_token_ids], [g.token_ids])[0], abs=TOL)
 
 
 def test_model_agent_replies_with_tokens_and_seeds(policy):
@@ -282,3 +285,11 @@ def test_bad_sampling_settings_are_rejected(policy):
         policy.generate_ids([[1, 2]], SamplingParams(), seeds=[0, 1])
     with pytest.raises(ValueError, match="prompt"):
         policy.score([[]], [[1]])
+
+
+def test_bf16_autocast_stays_close_to_fp32(policy, cache_dir):
+    prompts, responses = _pairs(policy)
+    bf16 = HFPolicy.from_pretrained("tiny", HFOptions(device="cpu", cache_dir=cache_dir, autocast="bfloat16"))
+    for a, b in zip(bf16.score(prompts, responses), policy.score(prompts, responses)):
+        assert a == pytest.approx(b, abs=0.1)
+        assert a != pytest.approx(b, abs=1e-6)  # autocast did change the arithmetic
