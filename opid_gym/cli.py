@@ -105,6 +105,11 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--agent-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="agent option, e.g. temperature=0.4 (repeatable)")
+    p.add_argument("--base-url", default=None,
+                   help="openai:<model> agents: API root, e.g. http://127.0.0.1:8000/v1 (default: OpenAI's)")
+    p.add_argument("--api-key", default=None,
+                   help=f"openai:<model> agents: API key (default: --api-key-file, else ${API_KEY_ENV})")
+    p.add_argument("--api-key-file", default=None, help="openai:<model> agents: file holding the API key")
     p.add_argument("--no-record", action="store_true", help="do not append the result to the results database")
     p.add_argument("--env-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="environment option, e.g. retriever=pyserini (repeatable; part of the protocol)")
@@ -148,15 +153,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if env_opts:  # environment options are part of the protocol (and of its hash)
         bench = bench.with_overrides(env_kwargs={**bench.env_kwargs, **env_opts})
     options = _agent_options(args, bench)
-    agent = make_agent(args.agent, **options)
+    try:
+        agent = make_agent(args.agent, **options)
+    except ImportError as exc:
+        raise CLIError(str(exc)) from exc
+    except (TypeError, ValueError, FileNotFoundError) as exc:
+        raise CLIError(f"cannot build agent {args.agent!r}: {exc}") from exc
     summary, _ = evaluate(
         bench, agent, agent_name=args.agent, env_kwargs=_data_kwargs(args, bench.env_id), limit=args.limit,
         workers=args.workers, seed=args.seed, max_concurrent=args.max_concurrent, out_dir=args.out,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
     _print_summary(summary)
+    usage = getattr(agent, "usage", None)
+    if usage is not None:
+        print(f"API usage: {usage.calls} calls, {usage.failures} failed, {usage.prompt_tokens} prompt tokens, "
+              f"{usage.completion_tokens} completion tokens")
     if not args.no_record:
-        db = _record_eval(args, summary, options)
+        db = _record_eval(args, summary, {k: ("<redacted>" if k == "api_key" else v) for k, v in options.items()})
         print(f"protocol {summary.protocol_id}#{summary.protocol_hash}; recorded in {db}")
     if args.json:
         print(json.dumps(summary.to_dict()))
@@ -184,7 +198,30 @@ def _agent_options(args: argparse.Namespace, bench: Any) -> dict[str, Any]:
     if ":" in args.agent:  # model agents sample with the protocol's validation settings
         opts.update(temperature=bench.temperature, top_p=bench.top_p, max_new_tokens=bench.max_new_tokens,
                     max_prompt_tokens=bench.max_prompt_tokens)
+    if args.agent.startswith("openai:"):
+        opts.update(_api_options(args))
+    elif args.base_url or args.api_key or args.api_key_file:
+        raise CLIError("--base-url/--api-key/--api-key-file apply to openai:<model> agents only")
     opts.update(_parse_kv(args.agent_opt))
+    return opts
+
+
+API_KEY_ENV = "OPENAI_API_KEY"
+"""Read by the CLI only (never by library code), when neither --api-key nor --api-key-file is given."""
+
+
+def _api_options(args: argparse.Namespace) -> dict[str, Any]:
+    import os
+
+    opts: dict[str, Any] = {}
+    if args.base_url:
+        opts["base_url"] = args.base_url
+    if args.api_key:
+        opts["api_key"] = args.api_key
+    elif args.api_key_file:
+        opts["api_key_file"] = args.api_key_file
+    elif os.environ.get(API_KEY_ENV):
+        opts["api_key"] = os.environ[API_KEY_ENV]
     return opts
 
 
@@ -294,13 +331,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from opid_gym.backend import BackendError
     from opid_gym.data import DataNotFoundError
     from opid_gym.registry import UnknownNameError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CLIError, UnknownNameError, DataNotFoundError) as exc:
+    except (CLIError, UnknownNameError, DataNotFoundError, BackendError) as exc:
         print(f"opid-bench: error: {exc}", file=sys.stderr)
         return 2
 
