@@ -95,3 +95,14 @@ LEARNER_DESCRIPTIONS: dict[str, str] = {
     "rlsd": "GRPO advantage reweighted per token by the teacher/student ratio, decaying weight",
     "gigpo": "GiGPO: episode + anchor-state step-level group advantages (arXiv 2505.10978)",
 }
+
+# ---------------------------------------------------------------------- training
+POLICY_BACKENDS: dict[str, str] = {
+    "hf": "agents.policy_factory:make_hf_policy",
+}
+"""Trainable model backends by ``model.backend`` (``make(name, cfg: ModelConfig) -> TrainablePolicy``)."""
+MODEL_AGENT = "agents.model_agent:ModelAgent"
+"""The Generator → Agent adapter the training loop rolls out with."""
+ROLLOUT_ENGINES: dict[str, str] = {}
+"""Rollout engines other than the trainer itself, by ``model.rollout_engine``
+(``make(cfg: ModelConfig, policy) -> Generator & WeightSync``), e.g. vLLM."""

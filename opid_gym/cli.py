@@ -174,11 +174,37 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return download(args.dataset, root)
 
 
+def _add_run(p: argparse.ArgumentParser) -> None:
+    from opid_gym.train import add_run_arguments
+
+    add_run_arguments(p)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from opid_gym.train import cmd_run
+
+    return cmd_run(args)
+
+
+def _add_resume(p: argparse.ArgumentParser) -> None:
+    from opid_gym.train import add_resume_arguments
+
+    add_resume_arguments(p)
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from opid_gym.train import cmd_resume
+
+    return cmd_resume(args)
+
+
 COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = [
     ("list", "list environments, learners, agents or benchmarks", _add_list, _cmd_list),
     ("check-env", "run Gymnasium's checker and the text contract on environments", _add_check_env, _cmd_check_env),
     ("eval", "evaluate an agent on a benchmark's evaluation split", _add_eval, _cmd_eval),
     ("data", "show which data sets are present, or download one", _add_data, _cmd_data),
+    ("run", "train a learner on a benchmark and evaluate it (writes a run folder)", _add_run, _cmd_run),
+    ("resume", "continue a killed run from its last checkpoint", _add_resume, _cmd_resume),
 ]
 
 

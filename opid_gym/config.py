@@ -52,6 +52,9 @@ class ModelConfig:
             Hugging Face id.
         backend: the model backend (``hf``: transformers; see ``agents/``).
         dtype: parameter dtype (``float32``, ``bfloat16``).
+        device: ``auto`` (a GPU when there is one), ``cpu``, ``cuda``, ``cuda:1``.
+        autocast: run forwards under autocast with this dtype (``bfloat16``), or unset.
+        gradient_checkpointing: trade compute for activation memory.
         rollout_engine: ``trainer`` samples with the trained model itself; another
             engine (e.g. ``vllm``) receives the weights after every update.
     """
@@ -59,11 +62,16 @@ class ModelConfig:
     name: str = "smollm2-135m"
     backend: str = "hf"
     dtype: str = "float32"
+    device: str = "auto"
+    autocast: str | None = None
+    gradient_checkpointing: bool = False
     rollout_engine: str = "trainer"
 
     def __post_init__(self) -> None:
         _check(bool(self.name), "model.name must not be empty")
-        _check(self.dtype in ("float32", "bfloat16", "float16"), f"model.dtype must be float32|bfloat16|float16, got {self.dtype!r}")
+        _check(self.dtype in ("float32", "bfloat16", "float16"),
+               f"model.dtype must be float32|bfloat16|float16, got {self.dtype!r}")
+        _check(self.autocast in (None, "bfloat16", "float16"), f"model.autocast must be bfloat16|float16|null, got {self.autocast!r}")
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,7 @@ class EnvConfig:
     Attributes:
         benchmark: benchmark id (``opid-bench list benchmarks``); training uses its
             training split, evaluation its evaluation split.
+        data_root: the benchmark data folder (unset: ``$OPID_GYM_DATA`` or the default).
         max_steps: episode step limit (unset: the benchmark's).
         history_length: past turns in the prompt (unset: the benchmark's).
         workers: environment worker processes (0: in the trainer's process).
@@ -80,6 +89,7 @@ class EnvConfig:
     """
 
     benchmark: str = "alfworld-unseen"
+    data_root: str | None = None
     max_steps: int | None = None
     history_length: int | None = None
     workers: int = 0
@@ -266,8 +276,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "optim.micro_batch_size": 4, "eval.limit": 2, "checkpoint.every": 1,
     },
     "paper": {
-        # the published protocol (GPU): Qwen2.5-3B-Instruct in bf16, spec defaults otherwise
-        "model.name": "Qwen/Qwen2.5-3B-Instruct", "model.dtype": "bfloat16",
+        # the published protocol (GPU): Qwen2.5-3B-Instruct, bf16 autocast, spec defaults otherwise
+        "model.name": "Qwen/Qwen2.5-3B-Instruct", "model.autocast": "bfloat16",
         "eval.every": 10, "checkpoint.every": 10,
     },
 }
