@@ -322,6 +322,21 @@ def coerce(value: Any, tp: Any, key: str, *, from_text: bool) -> Any:
             raise ConfigError(f"{key} must be one of {', '.join(map(repr, choices))}, got {value!r}."
                               + (suggest(str(value), [str(c) for c in choices]) if isinstance(value, str) else ""))
         return value
+    if typing.get_origin(inner) is tuple:
+        args = typing.get_args(inner)
+        item_type = args[0] if args else str
+        if from_text and isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError:
+                    raise ConfigError(f"{key} expects a JSON list or comma-separated values, got {value!r}") from None
+            else:
+                value = [v.strip() for v in text.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} expects a list, got {value!r}")
+        return tuple(coerce(v, item_type, f"{key}[{i}]", from_text=from_text) for i, v in enumerate(value))
     try:
         if inner is bool:
             if isinstance(value, bool):

@@ -333,7 +333,8 @@ class Run:
         resume: continue from the newest complete checkpoint in ``run_dir``.
         progress: show a progress bar (else one line per step on stderr).
         results_db: the results database for the final record (None: its default).
-        stop_after: stop (as if killed) after this many completed steps; tests use it.
+        record_results: append the finished run to the results store.
+        quiet: print nothing (benchmark scripts).
     """
 
     def __init__(self, cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool = False,
@@ -540,7 +541,7 @@ class Run:
         return summary
 
     # -------------------------------------------------------------------- train
-    def train(self, *, stop_after: int | None = None) -> dict[str, Any] | None:
+    def train(self) -> dict[str, Any]:
         """Train to ``cfg.steps``, evaluate, write the summary. Returns the summary dict."""
         self._setup()  # everything that can fail on bad input fails before the folder is written
         self.paths.root.mkdir(parents=True, exist_ok=True)
@@ -561,8 +562,6 @@ class Run:
         bar = self._bar()
         try:
             for step in range(self.state.step, self.cfg.steps):
-                if stop_after is not None and step >= stop_after:
-                    return None
                 record = self._train_step(step)
                 last = self.state.step == self.cfg.steps
                 if last or self.state.step % self.cfg.checkpoint.every == 0:
@@ -735,6 +734,8 @@ def cmd_run(args: Any) -> int:
         Run(cfg, run_dir, progress=_progress(args), results_db=args.results_db).train()
     except RunError as exc:
         raise CLIError(str(exc)) from None
+    except KeyboardInterrupt:
+        return _interrupted(run_dir)
     return 0
 
 
@@ -756,7 +757,14 @@ def cmd_resume(args: Any) -> int:
         Run(cfg, run_dir, resume=True, progress=_progress(args), results_db=args.results_db).train()
     except RunError as exc:
         raise CLIError(str(exc)) from None
+    except KeyboardInterrupt:
+        return _interrupted(run_dir)
     return 0
+
+
+def _interrupted(run_dir: Path) -> int:
+    print(f"\ninterrupted; continue from the last checkpoint with: opid-bench resume {run_dir}", file=sys.stderr)
+    return 130
 
 
 def _progress(args: Any) -> bool:

@@ -91,11 +91,12 @@ class LocalTrainer:
         self.seed = seed
         self.module.eval()
         self.ref: TrainablePolicy | None = None
-        if keep_ref:
-            self.ref = copy.deepcopy(policy)
+        if keep_ref:  # a frozen copy of the initial policy (the backend's own copy when it has one)
+            make_ref = getattr(policy, "reference_copy", None)
+            self.ref = make_ref() if callable(make_ref) else copy.deepcopy(policy)
             for p in self.ref.module.parameters():
                 p.requires_grad_(False)
-        self.params = [p for p in self.module.parameters() if p.requires_grad]
+        self.params = [p for p in self.module.parameters() if p.requires_grad]  # LoRA: the adapters only
         self.optimizer = torch.optim.AdamW(
             self.params, lr=optim.lr, betas=(optim.beta1, optim.beta2), eps=optim.eps,
             weight_decay=optim.weight_decay,
@@ -193,7 +194,9 @@ class LocalTrainer:
 
     # -------------------------------------------------------------------- state
     def named_weights(self) -> Iterable[tuple[str, torch.Tensor]]:
-        return self.module.state_dict().items()
+        """Full-model weights for a rollout engine (LoRA merged when the backend can)."""
+        export = getattr(self.policy, "export_state_dict", None)
+        return (export() if callable(export) else self.module.state_dict()).items()
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict()}
