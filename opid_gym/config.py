@@ -442,9 +442,13 @@ def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
 
 
 def learner_class(name: str) -> Any:
+    """The registered learner class (a missing optional module is a clear error)."""
     import opid_gym
 
-    return opid_gym.LEARNERS.get(name)
+    try:
+        return opid_gym.LEARNERS.get(name)
+    except ImportError as exc:
+        raise ConfigError(f"learner {name!r} is registered but cannot be imported here: {exc}") from None
 
 
 def config_from_dict(data: Mapping[str, Any]) -> RunConfig:
