@@ -15,14 +15,14 @@ from __future__ import annotations
 from opid_gym import builtin
 from opid_gym.benchmark import Benchmark
 from opid_gym.env import INFO_KEYS, TaskState, TextEnv, TextSpace, Transition
-from opid_gym.registry import Registry, env_ids, make, register_env
+from opid_gym.registry import Registry, env_ids, load_plugins, make, register_env
 from opid_gym.types import Group, Message, Step, Trajectory
 
 __version__ = "0.1.0"
 
-BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
-AGENTS: Registry = Registry("agent")
-LEARNERS: Registry = Registry("learner")
+BENCHMARKS: Registry[Benchmark] = Registry("benchmark", loader=load_plugins)
+AGENTS: Registry = Registry("agent", loader=load_plugins)
+LEARNERS: Registry = Registry("learner", loader=load_plugins)
 
 
 def _register_builtins() -> None:

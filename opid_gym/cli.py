@@ -19,7 +19,12 @@ class CLIError(Exception):
     """A user error: printed as one clear line, exit code 2, no traceback."""
 
 
-def _data_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+def _data_kwargs(args: argparse.Namespace, env_id: str) -> dict[str, Any]:
+    """``data_root`` for environments whose constructor takes one (third-party ones may not)."""
+    from opid_gym.registry import accepts
+
+    if not accepts(env_id, "data_root"):
+        return {}
     return {"data_root": str(resolve_data_root(getattr(args, "data_root", None)))}
 
 
@@ -74,7 +79,7 @@ def _cmd_check_env(args: argparse.Namespace) -> int:
     ids = registry.env_ids() if (args.all or not args.env_id) else [args.env_id]
     failed = 0
     for eid in ids:
-        results = check_env(eid, **_data_kwargs(args))
+        results = check_env(eid, **_data_kwargs(args, eid))
         ok = all(r.ok for r in results)
         failed += not ok
         print(f"{'PASS' if ok else 'FAIL'}  {eid}")
@@ -90,7 +95,8 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episodes", "--limit", dest="limit", type=int, default=None,
                    help="evaluate a fixed seeded subset of this many tasks (default: all, each once)")
     p.add_argument("--workers", type=int, default=0, help="environment worker processes (0: in-process)")
-    p.add_argument("--max-concurrent", type=int, default=None, help="episodes running at once (default: all)")
+    p.add_argument("--max-concurrent", type=int, default=32,
+                   help="episodes running at once (results do not depend on it; default 32)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="folder for trajectories.jsonl and summary.json")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
@@ -122,7 +128,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         bench = bench.with_overrides(max_steps=args.max_steps)
     agent = make_agent(args.agent, **_agent_options(args, bench))
     summary, _ = evaluate(
-        bench, agent, agent_name=args.agent, env_kwargs=_data_kwargs(args), limit=args.limit,
+        bench, agent, agent_name=args.agent, env_kwargs=_data_kwargs(args, bench.env_id), limit=args.limit,
         workers=args.workers, seed=args.seed, max_concurrent=args.max_concurrent, out_dir=args.out,
         progress=not args.no_progress and sys.stderr.isatty(),
     )

@@ -22,7 +22,7 @@ import difflib
 import importlib
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 import gymnasium as gym
 
@@ -60,8 +60,14 @@ class Registry(Generic[T]):
     """Name → object registry with lazy ``"module:attr"`` values and "did you mean"."""
 
     kind: str
+    loader: Callable[[], None] | None = None
+    """Called before every lookup (loads third-party plugins on first use)."""
     _entries: dict[str, Any] = field(default_factory=dict)
     _descriptions: dict[str, str] = field(default_factory=dict)
+
+    def _load(self) -> None:
+        if self.loader is not None:
+            self.loader()
 
     def register(self, name: str, value: T | str, description: str = "", *, replace: bool = False) -> None:
         if name in self._entries and not replace:
@@ -70,6 +76,7 @@ class Registry(Generic[T]):
         self._descriptions[name] = description
 
     def get(self, name: str) -> T:
+        self._load()
         if name not in self._entries:
             raise UnknownNameError(f"unknown {self.kind} {name!r}." + suggest(name, list(self._entries)))
         value = self._entries[name]
@@ -79,16 +86,19 @@ class Registry(Generic[T]):
         return value
 
     def names(self) -> list[str]:
+        self._load()
         return list(self._entries)
 
     def description(self, name: str) -> str:
         return self._descriptions.get(name, "")
 
     def __contains__(self, name: object) -> bool:
+        self._load()
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._entries)
+        self._load()
+        return iter(list(self._entries))
 
 
 # ---------------------------------------------------------------- environments
@@ -159,3 +169,11 @@ def env_class(env_id: str) -> type:
     """The environment class behind an id (for its prompt template and action format)."""
     entry = env_spec(env_id).entry_point
     return load_object(entry) if isinstance(entry, str) else entry
+
+
+def accepts(env_id: str, parameter: str) -> bool:
+    """Whether the environment's constructor takes ``parameter`` (e.g. ``data_root``)."""
+    import inspect
+
+    params = inspect.signature(env_class(env_id).__init__).parameters
+    return parameter in params or any(p.kind is p.VAR_KEYWORD for p in params.values())

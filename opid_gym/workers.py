@@ -175,7 +175,8 @@ class ProcessPool:
         env_kwargs: constructor arguments for every environment.
         workers: number of worker processes (>= 1).
         with_expert: put the env's ``expert_action()`` in each info (scripted experts).
-        timeout: seconds a worker may take for one batch before it is declared hung.
+        timeout: seconds one environment call (reset or step) may take before its worker is
+            declared hung; a batch of k items on one worker gets k × timeout.
         start_method: multiprocessing start method (``spawn`` is safe with torch loaded).
     """
 
@@ -246,14 +247,20 @@ class ProcessPool:
                 pending[conn] = w
             except (OSError, AssertionError):
                 self._fail(w, idxs, results, "worker process died")
-        deadline = time.monotonic() + self.timeout
+        # A worker runs its items one after another: each item gets `timeout` seconds.
+        start = time.monotonic()
+        deadline = {w: start + self.timeout * len(idxs) for w, idxs in by_worker.items()}
         while pending:
-            ready = wait(list(pending), timeout=max(0.0, deadline - time.monotonic()))
+            now = time.monotonic()
+            first = min(deadline[w] for w in pending.values())
+            ready = wait(list(pending), timeout=max(0.0, first - now))
             if not ready:  # hung workers: kill and restart them
                 for conn, w in list(pending.items()):
-                    self._fail(w, by_worker[w], results, f"worker did not answer within {self.timeout:.0f}s")
-                    pending.pop(conn)
-                break
+                    if time.monotonic() >= deadline[w]:
+                        limit = self.timeout * len(by_worker[w])
+                        self._fail(w, by_worker[w], results, f"worker did not answer within {limit:.0f}s")
+                        pending.pop(conn)
+                continue
             for conn in ready:
                 w = pending.pop(conn)  # type: ignore[arg-type]
                 try:
@@ -266,7 +273,12 @@ class ProcessPool:
         return results
 
     def _fail(self, w: int, idxs: list[int], results: list[Any], why: str) -> None:
-        code = self._procs[w].exitcode if self._procs[w] is not None else None
+        proc = self._procs[w]
+        code = None
+        if proc is not None:
+            if proc.is_alive() and "died" in why:
+                proc.join(timeout=2)  # a dying process: let it be reaped to learn its exit code
+            code = proc.exitcode
         self._restart(w)
         for i in idxs:
             results[i] = EnvError(f"{why} (exit code {code}); worker restarted")

@@ -1,0 +1,1 @@
+"""Benchmark protocols, leaderboard and reports, plus measurement scripts (``python benchmarks/<x>.py``)."""

@@ -1,0 +1,1 @@
+"""Skills: the static skill library (baselines) and OPID's hindsight skills."""

@@ -1,0 +1,79 @@
+"""History managers render the exact prompt text for a recorded episode."""
+
+from __future__ import annotations
+
+from environments.alfworld.prompt import ALFWORLD_PROMPT
+from opid_gym.history import ChatHistory, EpisodeView, TokenBudgetHistory, WindowHistory, make_history
+
+# A recorded ALFWorld episode (valid_unseen look_at_obj_in_light-Book-None-DeskLamp-308).
+TASK = "examine the book with the desklamp."
+OBS0 = "You are in the middle of a room. Looking quickly around you, you see a bed 1, a desk 1.\n\nYour task is to: examine the book with the desklamp."
+OBS1 = "You arrive at bed 1. On the bed 1, you see a book 1."
+OBS2 = "You pick up the book 1 from the bed 1."
+HISTORY = [(OBS0, "go to bed 1"), (OBS1, "take book 1 from bed 1")]
+ADMISSIBLE = ["go to desk 1", "inventory", "look"]
+INSTRUCTION = ("Think about what to do next inside <think> </think>. "
+               "Then give exactly one admissible action inside <action> </action>.")
+
+
+def test_window_prompt_exact_text() -> None:
+    view = EpisodeView(task=TASK, observation=OBS2, step=2, history=HISTORY, admissible_actions=ADMISSIBLE)
+    messages = WindowHistory(length=1).render(ALFWORLD_PROMPT, view)
+    expected = "\n".join([
+        "You are an agent in a household that is simulated as a text game (ALFWorld).",
+        "Your task is to: examine the book with the desklamp.",
+        "You have taken 2 step(s) so far. Your last 1 observation(s) and action(s):",
+        "[Observation 2: You arrive at bed 1. On the bed 1, you see a book 1.] [Action 2: take book 1 from bed 1]",
+        "Now, at step 3, you observe: You pick up the book 1 from the bed 1.",
+        "Admissible actions now: ['go to desk 1', 'inventory', 'look']",
+        INSTRUCTION,
+    ])
+    assert messages == [{"role": "user", "content": expected}]
+
+
+def test_window_first_step_has_no_history_block() -> None:
+    view = EpisodeView(task=TASK, observation=OBS0, step=0, history=[], admissible_actions=None)
+    text = WindowHistory(length=5).render(ALFWORLD_PROMPT, view)[0]["content"]
+    assert text == "\n".join([
+        "You are an agent in a household that is simulated as a text game (ALFWorld).",
+        "Your task is to: examine the book with the desklamp.",
+        f"At step 1, you observe: {OBS0}",
+        INSTRUCTION,
+    ])
+
+
+def test_window_length_bounds_the_pairs_shown() -> None:
+    view = EpisodeView(task=TASK, observation=OBS2, step=2, history=HISTORY)
+    two = WindowHistory(length=2).render(ALFWORLD_PROMPT, view)[0]["content"]
+    assert "[Action 1: go to bed 1]" in two and "[Action 2: take book 1 from bed 1]" in two
+    zero = WindowHistory(length=0).render(ALFWORLD_PROMPT, view)[0]["content"]
+    assert "[Action" not in zero
+
+
+def test_token_budget_keeps_the_most_recent_pairs_that_fit() -> None:
+    view = EpisodeView(task=TASK, observation=OBS2, step=2, history=HISTORY)
+    turn2 = ALFWORLD_PROMPT.turn.format(i=2, observation=OBS1, action="take book 1 from bed 1")
+    manager = TokenBudgetHistory(budget=len(turn2), count=len)  # exactly one pair fits
+    text = manager.render(ALFWORLD_PROMPT, view)[0]["content"]
+    assert turn2 in text and "[Action 1:" not in text
+
+
+def test_chat_history_alternates_and_never_repeats_reasoning() -> None:
+    view = EpisodeView(task=TASK, observation=OBS2, step=2, history=HISTORY, admissible_actions=ADMISSIBLE)
+    messages = ChatHistory().render(ALFWORLD_PROMPT, view)
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
+    assert messages[1]["content"] == "<action>go to bed 1</action>"
+    assert messages[2]["content"] == f"Now, at step 2, you observe: {OBS1}"
+    assert messages[-1]["content"].endswith(INSTRUCTION)
+    assert "<think>" not in "".join(m["content"] for m in messages if m["role"] == "assistant")
+
+
+def test_make_history_by_name() -> None:
+    assert make_history("window", length=3).length == 3
+    assert make_history("chat").name == "chat"
+    try:
+        make_history("nope")
+    except KeyError as exc:
+        assert "unknown history manager" in str(exc)
+    else:
+        raise AssertionError("expected KeyError")

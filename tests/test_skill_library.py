@@ -1,0 +1,58 @@
+"""Static skill library: selection by task type, keywords and question form; user folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from learners.skills.library import load_library, question_kind, webshop_family
+
+
+def test_packaged_library_has_every_kind() -> None:
+    lib = load_library()
+    assert lib.kinds("alfworld") == sorted(["pick", "look", "clean", "heat", "cool", "pick2"])
+    assert lib.kinds("webshop") == sorted(["apparel", "footwear", "home", "electronics", "accessories",
+                                           "beauty", "other"])
+    assert lib.kinds("searchqa") == sorted(["direct", "multihop", "attribute", "comparison"])
+
+
+def test_alfworld_selects_by_task_type() -> None:
+    skills = load_library().select("alfworld", "heat some egg and put it in garbagecan.", "heat")
+    assert skills.kind == "heat" and "microwave" in skills.specific
+    assert skills.general and skills.text.startswith(skills.specific)
+
+
+@pytest.mark.parametrize("instruction,family", [
+    ("i need a pair of men's running shoes in size 10, and price lower than 50.00 dollars", "footwear"),
+    ("i want a women's short sleeve t-shirt in black, large", "apparel"),
+    ("find me a usb-c charger cable for my phone", "electronics"),
+    ("i am looking for a gluten free organic snack pack", "beauty"),
+    ("a leather wallet for men, brown", "accessories"),
+    ("i need a velvet accent chair for the living room", "home"),
+    ("i want a set of 12 colored pencils", "other"),
+])
+def test_webshop_family_keywords(instruction: str, family: str) -> None:
+    assert webshop_family(instruction) == family
+
+
+@pytest.mark.parametrize("question,dataset,kind", [
+    ("Which is older, the Eiffel Tower or the Statue of Liberty?", "hotpotqa", "comparison"),
+    ("Are Random House Tower and 888 7th Avenue both used for real estate?", "hotpotqa", "comparison"),
+    ("Who is the director of the film that won Best Picture in 1995?", "musique", "multihop"),
+    ("when was the last time the eagles won the superbowl", "nq", "attribute"),
+    ("who sings does he love me with reba", "nq", "direct"),
+])
+def test_question_kinds(question: str, dataset: str, kind: str) -> None:
+    assert question_kind(question, dataset) == kind
+
+
+def test_user_library_folder(tmp_path: Path) -> None:
+    (tmp_path / "alfworld").mkdir()
+    (tmp_path / "general.md").write_text("Be brief.")
+    (tmp_path / "alfworld" / "look.md").write_text("Find the lamp.")
+    skills = load_library(tmp_path).select("alfworld", "examine the book with the desklamp.", "look")
+    assert skills.text == "Find the lamp.\nBe brief."
+    assert load_library(tmp_path).select("alfworld", "x", "heat").text == "Be brief."  # kind file absent
+    with pytest.raises(FileNotFoundError, match="general.md"):
+        load_library(tmp_path / "alfworld")
