@@ -361,8 +361,11 @@ class Run:
         self.env_cls = cls
         self.family = str(getattr(cls, "family", "text"))
         from opid_gym.data import resolve_data_root
+        from opid_gym.registry import accepts
 
-        self.data_kwargs = {"data_root": str(resolve_data_root(cfg.env.data_root))}
+        # data_root only for environments whose constructor takes one (third-party ones may not)
+        self.data_kwargs = ({"data_root": str(resolve_data_root(cfg.env.data_root))}
+                            if accepts(train_env, "data_root") else {})
         seed_everything(cfg.seed)
         learner_cls = _learner_class(cfg.learner_name)
         self.learner: Learner = learner_cls(cfg.learner, RunInfo(

@@ -11,7 +11,7 @@ from learners.grpo import GRPO
 from opid_gym.history import PromptTemplate
 from opid_gym.learner import LearnerConfig, RunInfo, StepContext, build_step_batch
 from opid_gym.types import Step, Trajectory
-from tests import toyenv
+from tests.support import letters as toyenv
 
 
 def _step(i, valid=True, reward=0.0, n_tokens=2):

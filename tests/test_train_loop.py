@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from opid_gym.cli import main
-from tests import toyenv
+from tests.support import letters as toyenv
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY_ARGS = ["--learner", "grpo", "--env", "toy", "--preset", "smoke", "--set", "rollout.max_new_tokens=8",
@@ -102,7 +102,7 @@ def test_kill_and_resume_reaches_the_uninterrupted_state(tmp_path):
     # 1. a run killed with SIGKILL after its second checkpoint (steps are slowed by the env's delay)
     killed = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    code = ("import sys; from tests import toyenv; toyenv.register(delay=0.3); "
+    code = ("import sys; from tests.support import letters as toyenv; toyenv.register(delay=0.3); "
             "from opid_gym.cli import main; sys.exit(main(sys.argv[1:]))")
     proc = subprocess.Popen([sys.executable, "-c", code, "run", *args, "--out", str(killed)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

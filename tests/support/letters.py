@@ -34,7 +34,7 @@ class ToyEnv(TextEnv):
     action_format = "think_action"
     prompt = TOY_PROMPT
 
-    def __init__(self, split: str = "train", *, data_root: str | None = None, max_steps: int = 2,
+    def __init__(self, split: str = "train", *, max_steps: int = 2,
                  delay: float = 0.0, render_mode: str | None = None) -> None:
         super().__init__(max_steps=max_steps, render_mode=render_mode)
         self.split = split
@@ -71,7 +71,7 @@ def register(delay: float = 0.0) -> None:
 
     for name, split in (("toy-train", "train"), ("toy-eval", "eval")):
         if full_env_id(name) not in gymnasium.registry:
-            register_env(name, "tests.toyenv:ToyEnv", kwargs={"split": split}, description=f"toy {split}")
+            register_env(name, "tests.support.letters:ToyEnv", kwargs={"split": split}, description=f"toy {split}")
     bench = Benchmark("toy", "opid/toy-eval", "opid/toy-train", max_steps=2, history_length=1,
                       invalid_penalty=0.1, max_prompt_tokens=256, max_new_tokens=8,
                       train_env_kwargs={"delay": delay} if delay else {},
