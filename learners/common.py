@@ -15,7 +15,7 @@ with the dual clip of arXiv 1912.09729 (eq. 5); the KL estimator is Schulman's "
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 

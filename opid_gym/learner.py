@@ -295,6 +295,10 @@ class StepContext:
         score_ids: the same with prompts given as token ids.
         log: a metrics sink: ``log({"opid/skill_adv_mean": 0.01})`` ends up in the
             step's metrics line.
+        token_strings: token ids → one decoded string per token (for annotations such
+            as ``response_tokens`` in the trajectory viewer).
+        encode_messages: chat messages → prompt token ids (template applied,
+            left-truncated to the prompt limit), as the policy would see them.
     """
 
     step: int
@@ -302,6 +306,8 @@ class StepContext:
     score_messages: Callable[[Sequence[list[Message]], Sequence[int] | None], torch.Tensor]
     score_ids: Callable[[Sequence[Sequence[int]], Sequence[int] | None], torch.Tensor]
     log: Callable[[dict[str, float]], None]
+    token_strings: Callable[[Sequence[int]], list[str]] = lambda ids: [str(i) for i in ids]
+    encode_messages: Callable[[list[Message]], list[int]] | None = None
 
 
 @dataclass

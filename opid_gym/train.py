@@ -195,6 +195,35 @@ def run_benchmark(cfg: RunConfig) -> Benchmark:
     return bench.with_overrides(**changes)
 
 
+# -------------------------------------------------------------- step context
+def make_step_context(step: int, run: RunInfo, trainer: Any, batch: StepBatch, max_prompt_tokens: int | None,
+                      log: Any) -> StepContext:
+    """The :class:`StepContext` of one step: the old-policy scoring service over ``batch``.
+
+    ``score_ids(prompt_ids, rows)`` / ``score_messages(messages, rows)`` score the
+    response tokens of batch rows ``rows`` (default: all, in order) under the given
+    prompts with the trainer's current parameters — π_old, since learners call them
+    before the update — without gradient, micro-batched, as ``[len(rows), L]`` with
+    the batch's L (0 at padding).
+    """
+
+    def score_ids(prompt_ids: Sequence[Sequence[int]], rows: Sequence[int] | None = None) -> Any:
+        rows = list(range(len(batch))) if rows is None else list(rows)
+        if len(prompt_ids) != len(rows):
+            raise ValueError(f"{len(prompt_ids)} prompts for {len(rows)} rows")
+        return trainer.score(prompt_ids, [batch.response_ids[r] for r in rows], which="policy",
+                             width=batch.mask.shape[1])
+
+    def encode(messages: list[Message]) -> list[int]:
+        return trainer.encode_chat(list(messages), max_prompt_tokens)[0]
+
+    def score_messages(messages: Sequence[list[Message]], rows: Sequence[int] | None = None) -> Any:
+        return score_ids([encode(m) for m in messages], rows)
+
+    return StepContext(step=step, run=run, score_messages=score_messages, score_ids=score_ids, log=log,
+                       token_strings=trainer.token_strings, encode_messages=encode)
+
+
 # -------------------------------------------------------------------- metrics
 def rollout_metrics(trajs: Sequence[Trajectory], stats: Any) -> dict[str, float]:
     """Success, episode length, invalid-action rate, tokens and env steps of a rollout."""
@@ -436,21 +465,8 @@ class Run:
 
     # ------------------------------------------------------------------- a step
     def _context(self, step: int) -> StepContext:
-        max_prompt = self.cfg.rollout.max_prompt_tokens
-
-        def score_ids(prompt_ids: Sequence[Sequence[int]], rows: Sequence[int] | None = None) -> Any:
-            rows = list(range(len(self._batch))) if rows is None else list(rows)
-            if len(prompt_ids) != len(rows):
-                raise ValueError(f"{len(prompt_ids)} prompts for {len(rows)} rows")
-            return self.trainer.score(prompt_ids, [self._batch.response_ids[r] for r in rows],
-                                      which="policy", width=self._batch.mask.shape[1])
-
-        def score_messages(messages: Sequence[list[Message]], rows: Sequence[int] | None = None) -> Any:
-            ids = [self.trainer.encode_chat(list(m), max_prompt)[0] for m in messages]
-            return score_ids(ids, rows)
-
-        return StepContext(step=step, run=self.learner.run, score_messages=score_messages, score_ids=score_ids,
-                           log=self._step_logs.update)
+        return make_step_context(step, self.learner.run, self.trainer, self._batch,
+                                 self.cfg.rollout.max_prompt_tokens, self._step_logs.update)
 
     def _rollout(self, step: int) -> tuple[list[Trajectory], Any]:
         from opid_gym.rollout import RolloutStats, make_groups, run_episodes

@@ -39,6 +39,8 @@ class Trainer(Protocol):
 
     def encode_chat(self, messages: list[Message], max_prompt_tokens: int | None = None) -> tuple[list[int], bool]: ...
 
+    def token_strings(self, token_ids: Sequence[int]) -> list[str]: ...
+
     def score(
         self, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]], *,
         which: Literal["policy", "ref"] = "policy", width: int | None = None,
@@ -109,6 +111,13 @@ class LocalTrainer:
     # ------------------------------------------------------------------ scoring
     def encode_chat(self, messages: list[Message], max_prompt_tokens: int | None = None) -> tuple[list[int], bool]:
         return self.policy.encode_chat(messages, max_prompt_tokens)
+
+    def token_strings(self, token_ids: Sequence[int]) -> list[str]:
+        """One decoded string per token id (the backend's ``decode`` of each id alone)."""
+        decode = getattr(self.policy, "decode", None)
+        if not callable(decode):
+            return [str(t) for t in token_ids]
+        return [decode([t]) for t in token_ids]
 
     @torch.no_grad()
     def score(

@@ -138,3 +138,38 @@ def test_updates_change_parameters_and_raise_the_rewarded_responses_logprob(tiny
     pos, neg = adv[:, 0] > 0, adv[:, 0] < 0
     assert (after[pos] - start[pos]).mean() > 0, "rewarded responses did not become more likely"
     assert (after[neg] - start[neg]).mean() < 0, "unrewarded responses did not become less likely"
+
+
+def test_the_step_context_scores_the_batch_responses_under_other_prompts(tiny_policy):
+    """ctx.score_messages: π_old log-probs of the batch's own response tokens, aligned rows."""
+    from agents.model_agent import ModelAgent
+    from opid_gym.backend import SamplingParams
+    from opid_gym.config import OptimConfig
+    from opid_gym.history import WindowHistory
+    from opid_gym.rollout import make_groups, run_episodes
+    from opid_gym.train import make_step_context
+    from opid_gym.trainer import LocalTrainer
+    from opid_gym.workers import InProcessPool
+
+    toyenv.register()
+    agent = ModelAgent(tiny_policy, SamplingParams(temperature=1.0, max_new_tokens=5, max_prompt_tokens=256))
+    with InProcessPool("toy-train", {"max_steps": 1}) as pool:
+        trajs = run_episodes(pool, agent, make_groups([2], 3, seed=5), env_id="toy-train",
+                             template=toyenv.TOY_PROMPT, action_format="think_action", history=WindowHistory(1))
+    batch = build_step_batch(trajs)
+    trainer = LocalTrainer(tiny_policy, OptimConfig(micro_batch_size=2), total_steps=1, keep_ref=False)
+    logs = {}
+    ctx = make_step_context(0, _ctx().run, trainer, batch, 256, logs.update)
+    same = ctx.score_messages(batch.messages)                      # the prompts the policy saw
+    assert same.shape == batch.mask.shape
+    assert torch.allclose(same, batch.sampler_logp, atol=1e-4)     # = the sampler's own log-probs
+    hinted = [[{"role": "user", "content": "Hint: use the letter o. " + m[-1]["content"]}] for m in batch.messages]
+    other = ctx.score_messages(hinted[1:], rows=[1, 2])            # a subset of rows, in that order
+    assert other.shape == (2, batch.mask.shape[1])
+    assert torch.equal(other == 0, batch.mask[1:] == 0)            # zero exactly at padding
+    assert not torch.allclose(other, same[1:])                     # another prompt, other log-probs
+    assert torch.allclose(other, ctx.score_ids([ctx.encode_messages(m) for m in hinted[1:]], [1, 2]))
+    strings = ctx.token_strings(batch.response_ids[0])
+    assert len(strings) == len(batch.response_ids[0]) and all(isinstance(x, str) for x in strings)
+    with pytest.raises(ValueError, match="prompts for"):
+        ctx.score_messages(hinted, rows=[0])
