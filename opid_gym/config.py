@@ -269,11 +269,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "optim.micro_batch_size": 16, "eval.limit": 2, "checkpoint.every": 1,
     },
     "cpu-demo": {
-        # minutes on a CPU: the embedded SmolLM2-135M-Instruct, a few small steps
-        "model.name": "smollm2-135m", "steps": 3, "env.max_steps": 4, "env.history_length": 2,
-        "rollout.tasks_per_step": 2, "rollout.group_size": 2, "rollout.max_new_tokens": 48,
-        "rollout.max_prompt_tokens": 1024, "optim.lr": 1e-5, "optim.mini_batch_size": 64,
-        "optim.micro_batch_size": 4, "eval.limit": 2, "checkpoint.every": 1,
+        # minutes on a CPU: the embedded SmolLM2-135M-Instruct, two small steps; the
+        # sampler's log-probs serve as π_old (same model, saves a forward pass)
+        "model.name": "smollm2-135m", "steps": 2, "env.max_steps": 3, "env.history_length": 1,
+        "rollout.tasks_per_step": 2, "rollout.group_size": 2, "rollout.max_new_tokens": 32,
+        "rollout.max_prompt_tokens": 768, "rollout.old_logp": "sampler", "optim.lr": 1e-5,
+        "optim.mini_batch_size": 64, "optim.micro_batch_size": 4, "eval.limit": 2, "checkpoint.every": 1,
     },
     "paper": {
         # the published protocol (GPU): Qwen2.5-3B-Instruct, bf16 autocast, spec defaults otherwise

@@ -73,8 +73,10 @@ def test_bad_config_file_and_bad_resume_folder(tmp_path, capsys):
 # --------------------------------------------------------------- a whole run
 def test_run_writes_the_run_folder(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["run", *TOY_ARGS, "--out", str(out)]) == 0
+    # π_old from the sampler's log-probs: the same model, so the first ratios are 1
+    assert main(["run", *TOY_ARGS, "--set", "rollout.old_logp=sampler", "--out", str(out)]) == 0
     records = _metrics(out)
+    assert records[0]["ratio_mean"] == pytest.approx(1.0, abs=1e-4)
     assert [r["step"] for r in records] == [1, 2]
     for key in CONTRACT_KEYS:
         assert key in records[0], key
@@ -91,7 +93,7 @@ def test_run_writes_the_run_folder(tmp_path, capsys):
     assert summary["budget"]["steps"] == 2 and summary["final_eval"]["episodes"] == 2
     assert summary["budget"]["tokens_generated"] >= records[0]["rollout/tokens_generated"]
     # the folder is a run now: a second `run` into it is refused, `resume` says it is done
-    assert main(["run", *TOY_ARGS, "--out", str(out)]) == 2
+    assert main(["run", *TOY_ARGS, "--set", "rollout.old_logp=sampler", "--out", str(out)]) == 2
     assert main(["resume", str(out)]) == 0
     assert "already complete" in capsys.readouterr().err
 
