@@ -481,7 +481,13 @@ def benchmark_family(benchmark: Any) -> str:
     """The environment family (``TextEnv.family``) of a benchmark's training env."""
     from opid_gym.registry import env_class
 
-    return str(getattr(env_class(benchmark.train_env_id or benchmark.env_id), "family", "text"))
+    env_id = benchmark.train_env_id or benchmark.env_id
+    try:
+        cls = env_class(env_id)
+    except ImportError as exc:
+        raise ConfigError(f"the environment {env_id!r} of benchmark {benchmark.name!r} cannot be imported "
+                          f"here: {exc}") from None
+    return str(getattr(cls, "family", "text"))
 
 
 def resolve_config(
