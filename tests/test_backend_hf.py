@@ -249,6 +249,9 @@ def test_lora_trains_only_adapters_and_round_trips(cache_dir, tmp_path):
         assert a == pytest.approx(b, abs=TOL)
     merged = pol.export_state_dict()
     assert not any("lora_" in k for k in merged)
+    gen = again.generate_ids(prompts[:2], SamplingParams(temperature=1.0, max_new_tokens=5), seeds=[1, 2])
+    for g in gen:  # sampling runs through the adapters too
+        assert g.logprobs == pytest.approx(again.score([g.prompt_token_ids], [g.token_ids])[0], abs=TOL)
 
 
 def test_model_agent_replies_with_tokens_and_seeds(policy):
@@ -282,3 +285,24 @@ def test_bad_sampling_settings_are_rejected(policy):
         policy.generate_ids([[1, 2]], SamplingParams(), seeds=[0, 1])
     with pytest.raises(ValueError, match="prompt"):
         policy.score([[]], [[1]])
+
+
+def test_bf16_autocast_stays_close_to_fp32(policy, cache_dir):
+    prompts, responses = _pairs(policy)
+    bf16 = HFPolicy.from_pretrained("tiny", HFOptions(device="cpu", cache_dir=cache_dir, autocast="bfloat16"))
+    for a, b in zip(bf16.score(prompts, responses), policy.score(prompts, responses)):
+        assert a == pytest.approx(b, abs=0.1)
+        assert a != pytest.approx(b, abs=1e-6)  # autocast did change the arithmetic
+
+
+def test_rows_that_finish_early_leave_the_batch_without_disturbing_the_rest(cache_dir):
+    other = HFPolicy.from_pretrained("tiny", HFOptions(device="cpu", cache_dir=cache_dir))
+    prompts, _ = _pairs(other)
+    sp, seeds = SamplingParams(temperature=1.0, max_new_tokens=12), [4, 5, 6]
+    free = other.generate_ids(prompts, sp, seeds=seeds)
+    other.eos_ids = frozenset({free[0].token_ids[3]})  # row 0 now ends by its 4th token
+    batched = other.generate_ids(prompts, sp, seeds=seeds)
+    assert len(batched[0].token_ids) <= 4 < max(len(g.token_ids) for g in batched)
+    for p, s, g in zip(prompts, seeds, batched):
+        assert g.token_ids == other.generate_ids([p], sp, seeds=[s])[0].token_ids
+        assert g.logprobs == pytest.approx(_reference_logprobs(other, p, g.token_ids), abs=TOL)
