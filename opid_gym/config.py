@@ -55,6 +55,9 @@ class ModelConfig:
         device: ``auto`` (a GPU when there is one), ``cpu``, ``cuda``, ``cuda:1``.
         autocast: run forwards under autocast with this dtype (``bfloat16``), or unset.
         gradient_checkpointing: trade compute for activation memory.
+        cpu_threads: torch's CPU threads (unset: torch's default, one per core). Part of
+            the config because the thread count can change float summation order; one
+            thread is much faster than two on a busy shared machine.
         rollout_engine: ``trainer`` samples with the trained model itself; another
             engine (e.g. ``vllm``) receives the weights after every update.
     """
@@ -65,13 +68,16 @@ class ModelConfig:
     device: str = "auto"
     autocast: str | None = None
     gradient_checkpointing: bool = False
+    cpu_threads: int | None = None
     rollout_engine: str = "trainer"
 
     def __post_init__(self) -> None:
         _check(bool(self.name), "model.name must not be empty")
         _check(self.dtype in ("float32", "bfloat16", "float16"),
                f"model.dtype must be float32|bfloat16|float16, got {self.dtype!r}")
-        _check(self.autocast in (None, "bfloat16", "float16"), f"model.autocast must be bfloat16|float16|null, got {self.autocast!r}")
+        _check(self.autocast in (None, "bfloat16", "float16"),
+               f"model.autocast must be bfloat16|float16|null, got {self.autocast!r}")
+        _check(self.cpu_threads is None or self.cpu_threads >= 1, "model.cpu_threads must be >= 1 or null")
 
 
 @dataclass(frozen=True)
@@ -263,7 +269,7 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
         # seconds on a CPU: the random-init tiny model, 2 steps, 2 tasks x 2 members, 3 env steps
-        "model.name": "tiny", "steps": 2, "env.max_steps": 3,
+        "model.name": "tiny", "model.cpu_threads": 1, "steps": 2, "env.max_steps": 3,
         "rollout.tasks_per_step": 2, "rollout.group_size": 2, "rollout.max_new_tokens": 16,
         "rollout.max_prompt_tokens": 512, "optim.lr": 1e-4, "optim.mini_batch_size": 64,
         "optim.micro_batch_size": 16, "eval.limit": 2, "checkpoint.every": 1,
@@ -271,7 +277,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu-demo": {
         # minutes on a CPU: the embedded SmolLM2-135M-Instruct, two small steps; the
         # sampler's log-probs serve as π_old (same model, saves a forward pass)
-        "model.name": "smollm2-135m", "steps": 2, "env.max_steps": 3, "env.history_length": 1,
+        "model.name": "smollm2-135m", "model.cpu_threads": 1, "steps": 2, "env.max_steps": 3,
+        "env.history_length": 1,
         "rollout.tasks_per_step": 2, "rollout.group_size": 2, "rollout.max_new_tokens": 32,
         "rollout.max_prompt_tokens": 768, "rollout.old_logp": "sampler", "optim.lr": 1e-5,
         "optim.mini_batch_size": 64, "optim.micro_batch_size": 4, "eval.limit": 2, "checkpoint.every": 1,

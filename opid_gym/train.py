@@ -395,6 +395,10 @@ class Run:
         # data_root only for environments whose constructor takes one (third-party ones may not)
         self.data_kwargs = ({"data_root": str(resolve_data_root(cfg.env.data_root))}
                             if accepts(train_env, "data_root") else {})
+        if cfg.model.cpu_threads is not None:
+            import torch
+
+            torch.set_num_threads(cfg.model.cpu_threads)
         seed_everything(cfg.seed)
         learner_cls = _learner_class(cfg.learner_name)
         self.learner: Learner = learner_cls(cfg.learner, RunInfo(
