@@ -33,7 +33,7 @@ def _register_builtins() -> None:
     for name, (path, description) in builtin.AGENTS.items():
         AGENTS.register(name, path, description)
     for name, path in builtin.LEARNERS.items():
-        LEARNERS.register(name, path)
+        LEARNERS.register(name, path, builtin.LEARNER_DESCRIPTIONS.get(name, ""))
 
 
 _register_builtins()

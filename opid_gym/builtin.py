@@ -96,3 +96,25 @@ LEARNERS: dict[str, str] = {
     "rlsd": "learners.rlsd:RLSD",
     "gigpo": "learners.gigpo:GiGPO",
 }
+LEARNER_DESCRIPTIONS: dict[str, str] = {
+    "grpo": "GRPO: group-normalised episode return + PPO dual-clip loss (arXiv 2402.03300)",
+    "opid": "OPID: GRPO + on-policy hindsight skill distillation (arXiv 2606.26790)",
+    "skill-grpo": "GRPO with the static skill library in the student's training prompts",
+    "sdar": "GRPO + gated distillation toward the skill-conditioned self-teacher (arXiv 2605.15155)",
+    "opsd": "on-policy self-distillation only (SDAR's distillation term, no policy gradient)",
+    "grpo-opsd": "GRPO + 0.01 x on-policy self-distillation term",
+    "skill-sd": "GRPO + 0.001 x importance-weighted k3 toward the skill-conditioned teacher",
+    "rlsd": "GRPO advantage reweighted per token by the teacher/student ratio, decaying weight",
+    "gigpo": "GiGPO: episode + anchor-state step-level group advantages (arXiv 2505.10978)",
+}
+
+# ---------------------------------------------------------------------- training
+POLICY_BACKENDS: dict[str, str] = {
+    "hf": "agents.policy_factory:make_hf_policy",
+}
+"""Trainable model backends by ``model.backend`` (``make(name, cfg: ModelConfig) -> TrainablePolicy``)."""
+MODEL_AGENT = "agents.model_agent:ModelAgent"
+"""The Generator → Agent adapter the training loop rolls out with."""
+ROLLOUT_ENGINES: dict[str, str] = {}
+"""Rollout engines other than the trainer itself, by ``model.rollout_engine``
+(``make(cfg: ModelConfig, policy) -> Generator & WeightSync``), e.g. vLLM."""

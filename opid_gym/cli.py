@@ -296,6 +296,28 @@ def _add_compare(p: argparse.ArgumentParser) -> None:
 def _add_results(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["list"], help="list the stored records")
     p.add_argument("--env", default=None, help="only this benchmark")
+def _add_run(p: argparse.ArgumentParser) -> None:
+    from opid_gym.train import add_run_arguments
+
+    add_run_arguments(p)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from opid_gym.train import cmd_run
+
+    return cmd_run(args)
+
+
+def _add_resume(p: argparse.ArgumentParser) -> None:
+    from opid_gym.train import add_resume_arguments
+
+    add_resume_arguments(p)
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from opid_gym.train import cmd_resume
+
+    return cmd_resume(args)
 
 
 COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = [
@@ -310,6 +332,8 @@ COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callab
     ("compare", "metric differences between two runs, with 95% confidence intervals", _add_compare,
      lambda args: _benchmarks_command("compare")(args)),
     ("results", "show the results database", _add_results, lambda args: _benchmarks_command("results")(args)),
+    ("run", "train a learner on a benchmark and evaluate it (writes a run folder)", _add_run, _cmd_run),
+    ("resume", "continue a killed run from its last checkpoint", _add_resume, _cmd_resume),
 ]
 
 

@@ -293,3 +293,16 @@ def test_bf16_autocast_stays_close_to_fp32(policy, cache_dir):
     for a, b in zip(bf16.score(prompts, responses), policy.score(prompts, responses)):
         assert a == pytest.approx(b, abs=0.1)
         assert a != pytest.approx(b, abs=1e-6)  # autocast did change the arithmetic
+
+
+def test_rows_that_finish_early_leave_the_batch_without_disturbing_the_rest(cache_dir):
+    other = HFPolicy.from_pretrained("tiny", HFOptions(device="cpu", cache_dir=cache_dir))
+    prompts, _ = _pairs(other)
+    sp, seeds = SamplingParams(temperature=1.0, max_new_tokens=12), [4, 5, 6]
+    free = other.generate_ids(prompts, sp, seeds=seeds)
+    other.eos_ids = frozenset({free[0].token_ids[3]})  # row 0 now ends by its 4th token
+    batched = other.generate_ids(prompts, sp, seeds=seeds)
+    assert len(batched[0].token_ids) <= 4 < max(len(g.token_ids) for g in batched)
+    for p, s, g in zip(prompts, seeds, batched):
+        assert g.token_ids == other.generate_ids([p], sp, seeds=[s])[0].token_ids
+        assert g.logprobs == pytest.approx(_reference_logprobs(other, p, g.token_ids), abs=TOL)

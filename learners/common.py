@@ -1,0 +1,242 @@
+"""The math every learner shares, as pure functions (algorithms spec §1).
+
+Shapes: ``N`` step samples (one per (trajectory, step)), ``L`` the longest response in
+tokens. ``mask`` is 1.0 on real response tokens and 0.0 on padding; every per-token
+result is 0 at padding. Nothing here touches a model, a batch object or a config: a
+learner file composes these functions, and the tests check each against values
+computed by hand.
+
+References: the episode score and the group-relative advantage follow GRPO
+(DeepSeekMath, arXiv 2402.03300, §4.1.2 "outcome supervision") applied to step samples
+as verl-agent does; the policy loss is PPO's clipped surrogate (arXiv 1707.06347, eq. 7)
+with the dual clip of arXiv 1912.09729 (eq. 5); the KL estimator is Schulman's "k3"
+(http://joschu.net/blog/kl-approx.html).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from opid_gym.learner import LearnerConfig, LossInputs, LossOutput
+from opid_gym.learner import discounted_returns  # noqa: F401  (pure; lives in the core, which builds batches)
+
+AdvNorm = Literal["mean_std_norm", "mean_norm"]
+Pooling = Literal["step", "trajectory"]
+
+STD_EPS = 1e-6
+"""Added to the group's standard deviation before dividing (spec §1)."""
+
+
+# --------------------------------------------------------------------- scores
+def episode_scores(episode_return: torch.Tensor, invalid: torch.Tensor, penalty: float) -> torch.Tensor:
+    """``S_i = R(τ_i) − c_inv · 1[step i was invalid]``.
+
+    Args:
+        episode_return: [N] R(τ) of the trajectory each step sample belongs to.
+        invalid: [N] bool, the step's response broke the action format.
+        penalty: c_inv (0.1 ALFWorld/WebShop, 0.01 search QA).
+
+    Returns:
+        [N] float scores.
+    """
+    return episode_return.to(torch.float32) - penalty * invalid.to(torch.float32)
+
+
+# ----------------------------------------------------------------- advantages
+def group_advantages(
+    scores: torch.Tensor,
+    group_index: torch.Tensor,
+    *,
+    norm: AdvNorm = "mean_std_norm",
+    pooling: Pooling = "step",
+    traj_index: torch.Tensor | None = None,
+    eps: float = STD_EPS,
+) -> torch.Tensor:
+    """Group-relative advantage of every step sample.
+
+    ``A_i = (S_i − mean_g) / (std_g + eps)`` (``mean_std_norm``) or ``S_i − mean_g``
+    (``mean_norm``), where g is the sample's group. The statistics are taken over
+
+    * ``pooling="step"`` (the reference code): every step sample of the group, so long
+      trajectories weigh more;
+    * ``pooling="trajectory"``: one value per trajectory of the group, the mean score
+      of its step samples (needs ``traj_index``).
+
+    ``std`` is the unbiased (Bessel-corrected) standard deviation, as ``torch.std``.
+    A group with a single pooled value gets mean 0 and std 1 (its advantage is its own
+    score), as in the reference code; a group whose values are all equal gets 0.
+
+    Args:
+        scores: [N] float, S_i.
+        group_index: [N] long, the group of each sample.
+        traj_index: [N] long, the trajectory of each sample (``pooling="trajectory"``).
+
+    Returns:
+        [N] float advantages (detached).
+    """
+    if norm not in ("mean_std_norm", "mean_norm"):
+        raise ValueError(f"unknown advantage normalisation {norm!r}")
+    if pooling not in ("step", "trajectory"):
+        raise ValueError(f"unknown pooling {pooling!r}")
+    if pooling == "trajectory" and traj_index is None:
+        raise ValueError("pooling='trajectory' needs traj_index")
+    scores = scores.detach().to(torch.float32)
+    adv = torch.zeros_like(scores)
+    for g in torch.unique(group_index):
+        rows = group_index == g
+        values = scores[rows]
+        if pooling == "trajectory":
+            assert traj_index is not None
+            trajs = traj_index[rows]
+            values = torch.stack([values[trajs == t].mean() for t in torch.unique(trajs)])
+        if values.numel() == 1:
+            mean, std = torch.tensor(0.0), torch.tensor(1.0)
+        else:
+            mean, std = values.mean(), values.std()
+        centred = scores[rows] - mean
+        adv[rows] = centred / (std + eps) if norm == "mean_std_norm" else centred
+    return adv
+
+
+def token_advantages(adv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Broadcast a per-sample advantage to its response tokens: ``A_{i,l} = A_i·m_{i,l}``.
+
+    Args:
+        adv: [N]. mask: [N, L]. Returns: [N, L].
+    """
+    return adv[:, None] * mask
+
+
+# ---------------------------------------------------------------------- losses
+def token_mean(x: torch.Tensor, mask: torch.Tensor, num_tokens: float | torch.Tensor | None = None) -> torch.Tensor:
+    """Σ(x·m) / num_tokens; ``num_tokens`` defaults to Σm (at least 1).
+
+    Passing the token count of the whole mini-batch makes the sum over its
+    micro-batches equal the mini-batch's token mean ("token-mean" loss aggregation).
+
+    Args:
+        x, mask: [N, L]. Returns: a scalar.
+    """
+    denom = mask.sum() if num_tokens is None else num_tokens
+    if not isinstance(denom, torch.Tensor):
+        denom = torch.tensor(float(denom), device=x.device)
+    return (x * mask).sum() / denom.clamp(min=1.0)
+
+
+def ppo_dual_clip_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    *,
+    clip_eps: float = 0.2,
+    dual_clip: float | None = 3.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-token PPO clipped surrogate with dual clip (to be minimised).
+
+    ::
+
+        ratio = exp(logp − old_logp)
+        l1 = max(−A·ratio, −A·clip(ratio, 1−ε, 1+ε))
+        l  = min(l1, −A·c)   where A < 0   (dual clip, c = ``dual_clip``)
+        l  = l1              elsewhere
+
+    The dual clip bounds the loss of a negative-advantage token whose ratio exploded
+    (arXiv 1912.09729): its gradient is then zero instead of growing with the ratio.
+
+    Args:
+        logp: [N, L] log πθ (with gradient).
+        old_logp: [N, L] log π_old (no gradient).
+        advantages: [N, L].
+        clip_eps: ε. dual_clip: c > 1, or None to disable.
+
+    Returns:
+        (loss [N, L], clipped [N, L] float: the ε-clip was active, dual_clipped [N, L]
+        float: the dual clip was active). Not masked: combine with :func:`token_mean`.
+    """
+    ratio = torch.exp(logp - old_logp)
+    surr1 = -advantages * ratio
+    surr2 = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    l1 = torch.maximum(surr1, surr2)
+    clipped = (surr2 > surr1).float()
+    if dual_clip is None:
+        return l1, clipped, torch.zeros_like(clipped)
+    if dual_clip <= 1.0:
+        raise ValueError(f"dual_clip must be > 1, got {dual_clip}")
+    bound = -advantages * dual_clip
+    l2 = torch.minimum(l1, bound)
+    negative = advantages < 0
+    dual_clipped = (negative & (l1 > bound)).float()
+    return torch.where(negative, l2, l1), clipped, dual_clipped
+
+
+def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor, *, clamp: float = 10.0) -> torch.Tensor:
+    """Per-token k3 estimator of KL(πθ‖π_ref), clamped to [−clamp, clamp].
+
+    ``k3 = exp(ref − logp) − (ref − logp) − 1`` (≥ 0, unbiased for the KL under
+    samples from πθ, low variance). The log-ratio is first clamped to [−20, 20] so the
+    exponential stays finite and the clamp's zero gradient never meets an ``inf``.
+
+    Args:
+        logp: [N, L] log πθ (with gradient). ref_logp: [N, L] log π_ref.
+
+    Returns:
+        [N, L] (not masked).
+    """
+    d = torch.clamp(ref_logp - logp, -20.0, 20.0)
+    return torch.clamp(torch.exp(d) - d - 1.0, -clamp, clamp)
+
+
+def entropy_bonus(entropy: torch.Tensor, mask: torch.Tensor, num_tokens: float | torch.Tensor | None = None) -> torch.Tensor:
+    """Token-mean entropy of the policy (the loss subtracts ``β_ent`` times this).
+
+    Args:
+        entropy: [N, L] entropy of the next-token distribution. mask: [N, L].
+    """
+    return token_mean(entropy, mask, num_tokens)
+
+
+# ------------------------------------------------------------ the composed loss
+def policy_loss(inputs: LossInputs, config: LearnerConfig, *, pg: bool = True) -> LossOutput:
+    """The spec §1 loss of one micro-batch: ``token_mean(l) − β_ent·H + β_kl·token_mean(k3)``.
+
+    ``l`` is :func:`ppo_dual_clip_loss` on ``inputs.advantages``; every mean divides by
+    the mini-batch's token count (``inputs.num_tokens``). ``pg=False`` drops the
+    policy-gradient term and keeps the KL and entropy terms (OPSD as a baseline).
+    Learners that add a term call this and add to ``loss`` and ``metrics``.
+
+    Metrics: ``loss/pg``, ``loss/kl``, ``loss/entropy`` (the weighted terms as they
+    enter the loss), ``kl`` (token-mean k3), ``entropy``, ``clip_frac``,
+    ``dual_clip_frac``, ``ratio_mean``.
+    """
+    mean = inputs.token_mean
+    loss = inputs.logp.new_zeros(())
+    metrics: dict[str, float] = {}
+    if pg:
+        per_token, clipped, dual = ppo_dual_clip_loss(
+            inputs.logp, inputs.old_logp, inputs.advantages,
+            clip_eps=config.clip_eps, dual_clip=config.dual_clip,
+        )
+        pg_loss = mean(per_token)
+        loss = loss + pg_loss
+        metrics["loss/pg"] = float(pg_loss.detach())
+        metrics["clip_frac"] = float(mean(clipped))
+        metrics["dual_clip_frac"] = float(mean(dual))
+        metrics["ratio_mean"] = float(mean(torch.exp(inputs.logp.detach() - inputs.old_logp)))
+    if config.kl_coef > 0:
+        if inputs.ref_logp is None:
+            raise ValueError("kl_coef > 0 but the loop gave no ref_logp")
+        kl = mean(k3_kl(inputs.logp, inputs.ref_logp, clamp=config.kl_clamp))
+        loss = loss + config.kl_coef * kl
+        metrics["kl"] = float(kl.detach())
+        metrics["loss/kl"] = float(config.kl_coef * kl.detach())
+    if config.entropy_coef > 0:
+        if inputs.entropy is None:
+            raise ValueError("entropy_coef > 0 but the loop gave no entropy")
+        ent = mean(inputs.entropy)
+        loss = loss - config.entropy_coef * ent
+        metrics["entropy"] = float(ent.detach())
+        metrics["loss/entropy"] = float(-config.entropy_coef * ent.detach())
+    metrics["loss/total"] = float(loss.detach())
+    return LossOutput(loss, metrics)

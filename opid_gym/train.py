@@ -1,0 +1,794 @@
+"""The training loop every learner plugs into (``opid-bench run`` / ``resume``).
+
+One training step, for every learner alike (it never looks at the learner's name)::
+
+    rollout    B tasks × G members → trajectories          (env pool + rollout engine)
+    prepare    step samples → StepBatch; π_old and π_ref log-probs; learner.prepare
+    advantage  learner.advantages(batch) → [N, L]
+    update     trainer.update: PPO epochs × mini-batches × micro-batches, learner.loss
+    sync       push weights to the rollout engine when it is not the trainer itself
+    eval       every ``eval.every`` steps, on the benchmark's evaluation split
+
+then the step's metrics line, its trajectories (``rollouts/``), and every
+``checkpoint.every`` steps an atomic checkpoint. Each phase is timed.
+
+Determinism: the task order is a pure function of (seed, step) (:class:`TaskSampler`),
+every episode samples from seeds derived from (seed, step, task, member, turn), and
+the mini-batch order from (seed, step, epoch). A resumed run therefore continues
+exactly where the killed one would have gone: same tasks, same samples, same updates.
+
+Numbering: ``step`` in metrics, checkpoint and eval tags counts completed training
+steps (``step_000002`` = the state after two updates). Learners see the 0-based index
+of the step being trained (``StepContext.step`` = completed steps before it).
+
+Where a sharded trainer and remote environment workers plug in: :func:`make_trainer`
+(a :class:`~opid_gym.trainer.Trainer`) and :func:`make_env_pool` (an
+:class:`~opid_gym.workers.EnvPool`). See docs/training.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from opid_gym import builtin
+from opid_gym.agent import derive_seed
+from opid_gym.backend import SamplingParams, TrainablePolicy
+from opid_gym.benchmark import Benchmark
+from opid_gym.config import RunConfig, config_from_dict, config_to_dict
+from opid_gym.learner import Learner, RunInfo, StepBatch, StepContext, build_step_batch
+from opid_gym.registry import env_class, load_object
+from opid_gym.types import Message, Trajectory
+
+PHASES = ("rollout", "prepare", "advantage", "update", "sync", "eval")
+
+
+# ----------------------------------------------------------------- run folder
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of a run folder (layout: the project brief's run-folder contract)."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def events(self) -> Path:
+        return self.root / "events"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def rollouts(self) -> Path:
+        return self.root / "rollouts"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    def eval_dir(self, tag: str) -> Path:
+        return self.root / "eval" / tag
+
+
+def step_tag(step: int) -> str:
+    return f"step_{step:06d}"
+
+
+# ----------------------------------------------------------------- data order
+@dataclass(frozen=True)
+class TaskSampler:
+    """Which training tasks step ``s`` rolls out: a pure function of (seed, s).
+
+    Tasks are dealt in epochs: each epoch is a fresh seeded permutation of all
+    tasks, and step s takes positions [s·B, (s+1)·B) of the concatenated epochs, so
+    every task is seen once per epoch and a resumed run sees the same order.
+    """
+
+    num_tasks: int
+    per_step: int
+    seed: int
+
+    def tasks(self, step: int) -> list[int]:
+        out = []
+        for pos in range(step * self.per_step, (step + 1) * self.per_step):
+            epoch, offset = divmod(pos, self.num_tasks)
+            perm = np.random.default_rng(derive_seed(self.seed, "tasks", epoch)).permutation(self.num_tasks)
+            out.append(int(perm[offset]))
+        return out
+
+    def state_dict(self) -> dict[str, int]:
+        return {"num_tasks": self.num_tasks, "per_step": self.per_step, "seed": self.seed}
+
+
+# ---------------------------------------------------------------------- timing
+class PhaseTimer:
+    """Wall-clock seconds per named phase of the current step."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - start
+
+    def reset(self) -> None:
+        self.times = {}
+
+
+# ------------------------------------------------------- plug-in points (build)
+def make_policy(cfg: RunConfig) -> TrainablePolicy:
+    """The trainable policy of ``model.backend`` (:data:`opid_gym.builtin.POLICY_BACKENDS`)."""
+    from opid_gym.registry import UnknownNameError, suggest
+
+    if cfg.model.backend not in builtin.POLICY_BACKENDS:
+        raise UnknownNameError(f"unknown model backend {cfg.model.backend!r}."
+                               + suggest(cfg.model.backend, list(builtin.POLICY_BACKENDS)))
+    return load_object(builtin.POLICY_BACKENDS[cfg.model.backend])(cfg.model)
+
+
+def make_trainer(cfg: RunConfig, policy: TrainablePolicy, learner: Learner) -> Any:
+    """The :class:`~opid_gym.trainer.Trainer`: here the single-process one.
+
+    A sharded (FSDP/torchrun) trainer replaces this function's result; the loop only
+    calls the Trainer protocol.
+    """
+    from opid_gym.trainer import LocalTrainer
+
+    return LocalTrainer(policy, cfg.optim, total_steps=cfg.steps, keep_ref=learner.needs_ref_logp, seed=cfg.seed)
+
+
+def make_rollout_engine(cfg: RunConfig, policy: TrainablePolicy) -> tuple[Any, Any]:
+    """(generator, weight sync target or None). ``trainer``: the policy samples itself."""
+    from opid_gym.registry import UnknownNameError, suggest
+
+    if cfg.model.rollout_engine == "trainer":
+        return policy, None
+    if cfg.model.rollout_engine not in builtin.ROLLOUT_ENGINES:
+        raise UnknownNameError(f"unknown rollout engine {cfg.model.rollout_engine!r}."
+                               + suggest(cfg.model.rollout_engine, ["trainer", *builtin.ROLLOUT_ENGINES]))
+    engine = load_object(builtin.ROLLOUT_ENGINES[cfg.model.rollout_engine])(cfg.model, policy)
+    return engine, engine
+
+
+def make_env_pool(cfg: RunConfig, env_id: str, env_kwargs: dict[str, Any]) -> Any:
+    """The training environments' :class:`~opid_gym.workers.EnvPool` (a Ray pool plugs in here)."""
+    from opid_gym.workers import make_pool
+
+    return make_pool(env_id, env_kwargs, workers=cfg.env.workers)
+
+
+def run_benchmark(cfg: RunConfig) -> Benchmark:
+    """The benchmark with the run's step limit, history length and token limits."""
+    import opid_gym
+
+    bench = opid_gym.BENCHMARKS.get(cfg.env.benchmark)
+    changes: dict[str, Any] = {"max_new_tokens": cfg.rollout.max_new_tokens}
+    if cfg.env.max_steps is not None:
+        changes["max_steps"] = cfg.env.max_steps
+    if cfg.env.history_length is not None:
+        changes["history_length"] = cfg.env.history_length
+    if cfg.rollout.max_prompt_tokens is not None:
+        changes["max_prompt_tokens"] = cfg.rollout.max_prompt_tokens
+    return bench.with_overrides(**changes)
+
+
+# -------------------------------------------------------------- step context
+def make_step_context(step: int, run: RunInfo, trainer: Any, batch: StepBatch, max_prompt_tokens: int | None,
+                      log: Any) -> StepContext:
+    """The :class:`StepContext` of one step: the old-policy scoring service over ``batch``.
+
+    ``score_ids(prompt_ids, rows)`` / ``score_messages(messages, rows)`` score the
+    response tokens of batch rows ``rows`` (default: all, in order) under the given
+    prompts with the trainer's current parameters — π_old, since learners call them
+    before the update — without gradient, micro-batched, as ``[len(rows), L]`` with
+    the batch's L (0 at padding).
+    """
+
+    def score_ids(prompt_ids: Sequence[Sequence[int]], rows: Sequence[int] | None = None) -> Any:
+        rows = list(range(len(batch))) if rows is None else list(rows)
+        if len(prompt_ids) != len(rows):
+            raise ValueError(f"{len(prompt_ids)} prompts for {len(rows)} rows")
+        return trainer.score(prompt_ids, [batch.response_ids[r] for r in rows], which="policy",
+                             width=batch.mask.shape[1])
+
+    def encode(messages: list[Message]) -> list[int]:
+        return trainer.encode_chat(list(messages), max_prompt_tokens)[0]
+
+    def score_messages(messages: Sequence[list[Message]], rows: Sequence[int] | None = None) -> Any:
+        return score_ids([encode(m) for m in messages], rows)
+
+    return StepContext(step=step, run=run, score_messages=score_messages, score_ids=score_ids, log=log,
+                       token_strings=trainer.token_strings, encode_messages=encode)
+
+
+# -------------------------------------------------------------------- metrics
+def rollout_metrics(trajs: Sequence[Trajectory], stats: Any) -> dict[str, float]:
+    """Success, episode length, invalid-action rate, tokens and env steps of a rollout."""
+    n = len(trajs)
+    steps = sum(t.length for t in trajs)
+    return {
+        "rollout/success_rate": sum(t.won and t.error is None for t in trajs) / n if n else 0.0,
+        "rollout/episode_length": steps / n if n else 0.0,
+        "rollout/invalid_rate": sum(t.invalid_steps for t in trajs) / steps if steps else 0.0,
+        "rollout/reward_mean": float(np.mean([t.total_reward for t in trajs])) if n else 0.0,
+        "rollout/tokens_generated": float(stats.generated_tokens),
+        "rollout/env_steps": float(stats.env_steps),
+        "rollout/errors": float(sum(t.error is not None for t in trajs)),
+        "rollout/episodes": float(n),
+    }
+
+
+class MetricsLog:
+    """metrics.jsonl (one object per step) + TensorBoard events when available."""
+
+    def __init__(self, paths: RunPaths, *, tensorboard: bool, purge_step: int | None) -> None:
+        self.paths = paths
+        self.writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                warnings.warn("TensorBoard events are not written: pip install 'opid-gym[train]'", stacklevel=2)
+            else:
+                self.writer = SummaryWriter(str(paths.events), purge_step=purge_step)
+
+    def write(self, record: dict[str, Any]) -> None:
+        with open(self.paths.metrics, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if self.writer is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                    self.writer.add_scalar(key, value, record["step"])
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by a kill
+            break
+    return out
+
+
+def _rewrite_metrics(path: Path, records: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_rollouts(path: Path, batch: StepBatch | None, trajs: Sequence[Trajectory]) -> None:
+    """The step's trajectories (token ids dropped) with the learner's per-step annotations."""
+    notes: dict[str, dict[str, dict[str, Any]]] = {}
+    if batch is not None:
+        for i, ann in enumerate(batch.annotations):
+            if ann:
+                traj = batch.trajectories[int(batch.traj_index[i])]
+                notes.setdefault(traj.traj_id, {})[str(int(batch.step_index[i]))] = ann
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for t in trajs:
+            d = t.to_dict()
+            for s in d["steps"]:
+                s["prompt_token_ids"] = s["response_token_ids"] = s["response_logprobs"] = None
+            d["annotations"] = notes.get(t.traj_id, {})
+            f.write(json.dumps(d, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------ RNG state
+def rng_state() -> dict[str, Any]:
+    import torch
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ------------------------------------------------------------------------ run
+class RunError(RuntimeError):
+    """A run that cannot start or continue (printed as one line by the CLI)."""
+
+
+@dataclass
+class LoopState:
+    """Counters carried across steps and resumes (saved in every checkpoint)."""
+
+    step: int = 0
+    tokens_generated: int = 0
+    env_steps: int = 0
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Run:
+    """One training run: builds everything from a config, then :meth:`train`.
+
+    Args:
+        cfg: the resolved config (saved as ``config.json``).
+        run_dir: the run folder.
+        resume: continue from the newest complete checkpoint in ``run_dir``.
+        progress: show a progress bar (else one line per step on stderr).
+        results_db: the results database for the final record (None: its default).
+        record_results: append the finished run to the results store.
+        quiet: print nothing (benchmark scripts).
+    """
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool = False,
+                 results_db: str | None = None, record_results: bool = True, quiet: bool = False) -> None:
+        self.cfg = cfg
+        self.paths = RunPaths(Path(run_dir))
+        self.resume = resume
+        self.progress = progress
+        self.results_db = results_db
+        self.record_results = record_results
+        self.quiet = quiet
+        self.timer = PhaseTimer()
+        self.state = LoopState()
+        self._step_logs: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ set-up
+    def _setup(self) -> None:
+        cfg = self.cfg
+        self.bench = run_benchmark(cfg)
+        train_env = self.bench.train_env_id
+        if train_env is None:
+            raise RunError(f"benchmark {self.bench.name!r} has no training split")
+        cls = env_class(train_env)
+        self.env_cls = cls
+        self.family = str(getattr(cls, "family", "text"))
+        from opid_gym.data import resolve_data_root
+        from opid_gym.registry import accepts
+
+        # data_root only for environments whose constructor takes one (third-party ones may not)
+        self.data_kwargs = ({"data_root": str(resolve_data_root(cfg.env.data_root))}
+                            if accepts(train_env, "data_root") else {})
+        if cfg.model.cpu_threads is not None:
+            import torch
+
+            torch.set_num_threads(cfg.model.cpu_threads)
+        seed_everything(cfg.seed)
+        learner_cls = _learner_class(cfg.learner_name)
+        self.learner: Learner = learner_cls(cfg.learner, RunInfo(
+            benchmark=self.bench, family=self.family, template=cls.prompt, action_format=cls.action_format,
+            run_dir=self.paths.root, seed=cfg.seed, total_steps=cfg.steps,
+            max_prompt_tokens=cfg.rollout.max_prompt_tokens,
+        ))
+        self.policy = make_policy(cfg)
+        self.trainer = make_trainer(cfg, self.policy, self.learner)
+        self.generator, self.sync_target = make_rollout_engine(cfg, self.policy)
+        agent_cls = load_object(builtin.MODEL_AGENT)
+        model_name = f"{cfg.model.backend}:{cfg.model.name}"
+        self.train_agent = agent_cls(self.generator, SamplingParams(
+            temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, max_new_tokens=cfg.rollout.max_new_tokens,
+            max_prompt_tokens=cfg.rollout.max_prompt_tokens), name=model_name)
+        self.eval_agent = agent_cls(self.generator, SamplingParams(
+            temperature=self.bench.temperature, top_p=self.bench.top_p, max_new_tokens=self.bench.max_new_tokens,
+            max_prompt_tokens=self.bench.max_prompt_tokens), name=model_name)
+        from opid_gym.evaluate import count_tasks
+        from opid_gym.history import make_history
+
+        self.train_kwargs = {**self.bench.train_kwargs(), **self.data_kwargs}
+        self.sampler = TaskSampler(count_tasks(train_env, self.train_kwargs), cfg.rollout.tasks_per_step, cfg.seed)
+        self.history = make_history(self.bench.history, **(
+            {"length": self.bench.history_length} if self.bench.history == "window" else {}))
+        self.prompt_hook = self.learner.rollout_prompt_hook()
+
+    def _restore(self) -> None:
+        from opid_gym.checkpoint import find_latest, load_checkpoint
+
+        folder = find_latest(self.paths.checkpoints)
+        if folder is None:
+            self._truncate_metrics(0, None)
+            return  # killed before the first checkpoint: start over
+        meta, objects = load_checkpoint(folder)
+        if meta.get("sampler") != self.sampler.state_dict():
+            raise RunError(f"the training data changed since the checkpoint (was {meta.get('sampler')}, "
+                           f"now {self.sampler.state_dict()}); cannot resume exactly")
+        self.trainer.load_state_dict(objects["trainer"])
+        set_rng_state(objects["rng"])
+        loop = meta["loop"]
+        self.state = LoopState(step=int(loop["step"]), tokens_generated=int(loop["tokens_generated"]),
+                               env_steps=int(loop["env_steps"]), seconds=float(loop["seconds"]),
+                               extra=dict(loop.get("extra", {})))
+        self.learner.load_state_dict(meta.get("learner", {}))
+        self._truncate_metrics(self.state.step, meta.get("metrics"))
+        if self.sync_target is not None:
+            self.sync_target.load_weights(self.trainer.named_weights())
+
+    def _truncate_metrics(self, step: int, last_record: dict[str, Any] | None) -> None:
+        """Drop lines of steps after the checkpoint; restore the checkpoint step's line if missing."""
+        records = [r for r in read_metrics(self.paths.metrics) if int(r.get("step", 0)) <= step]
+        if last_record is not None and not any(int(r["step"]) == step for r in records):
+            records.append(last_record)
+        _rewrite_metrics(self.paths.metrics, records)
+
+    def _save(self, record: dict[str, Any]) -> None:
+        from opid_gym.checkpoint import save_checkpoint
+
+        meta = {
+            "loop": {"step": self.state.step, "tokens_generated": self.state.tokens_generated,
+                     "env_steps": self.state.env_steps, "seconds": self.state.seconds, "extra": self.state.extra},
+            "sampler": self.sampler.state_dict(), "learner": self.learner.state_dict(), "metrics": record,
+            "config": config_to_dict(self.cfg),
+        }
+        save_checkpoint(self.paths.checkpoints, self.state.step,
+                        {"trainer": self.trainer.state_dict(), "rng": rng_state()}, meta, keep=self.cfg.checkpoint.keep)
+
+    # ------------------------------------------------------------------- a step
+    def _context(self, step: int) -> StepContext:
+        return make_step_context(step, self.learner.run, self.trainer, self._batch,
+                                 self.cfg.rollout.max_prompt_tokens, self._step_logs.update)
+
+    def _rollout(self, step: int) -> tuple[list[Trajectory], Any]:
+        from opid_gym.rollout import RolloutStats, make_groups, run_episodes
+
+        specs = make_groups(self.sampler.tasks(step), self.cfg.rollout.group_size,
+                            derive_seed(self.cfg.seed, "rollout", step), tag=f"s{step}g")
+        stats = RolloutStats()
+        trajs = run_episodes(
+            self.pool, self.train_agent, specs, env_id=self.bench.train_env_id or "", template=self.env_cls.prompt,
+            action_format=self.env_cls.action_format, history=self.history,
+            max_concurrent=self.cfg.env.max_concurrent, prompt_hook=self.prompt_hook,
+            metric_keys=getattr(self.env_cls, "metric_keys", ()), stats=stats,
+        )
+        return trajs, stats
+
+    def _train_step(self, step: int) -> dict[str, Any]:
+        """Run training step ``step`` (0-based); returns its metrics record."""
+        import torch
+
+        t = self.timer
+        t.reset()
+        self._step_logs = {}
+        start = time.perf_counter()
+        with t.phase("rollout"):
+            trajs, stats = self._rollout(step)
+        record: dict[str, Any] = {"step": step + 1}
+        record.update(rollout_metrics(trajs, stats))
+        batch: StepBatch | None = None
+        with t.phase("prepare"):
+            batch = build_step_batch(trajs, gamma=self.learner.config.gamma)
+            self._batch = batch
+            ctx = self._context(step)
+            if len(batch):
+                width = batch.mask.shape[1]
+                if self.cfg.rollout.old_logp == "sampler":
+                    if batch.sampler_logp is None:
+                        raise RunError("rollout.old_logp=sampler but the rollout engine returned no log-probs")
+                    batch.old_logp = batch.sampler_logp
+                else:
+                    batch.old_logp = self.trainer.score(batch.prompt_ids, batch.response_ids, width=width)
+                if self.learner.needs_ref_logp:
+                    batch.ref_logp = self.trainer.score(batch.prompt_ids, batch.response_ids, which="ref", width=width)
+                self.learner.prepare(batch, ctx)
+        update_metrics: dict[str, float] = {}
+        if len(batch):
+            with t.phase("advantage"):
+                adv = self.learner.advantages(batch, ctx)
+                if tuple(adv.shape) != tuple(batch.mask.shape):
+                    raise RuntimeError(f"{self.learner.name}.advantages returned shape {tuple(adv.shape)}, "
+                                       f"expected {tuple(batch.mask.shape)}")
+                adv = torch.nan_to_num(adv.detach().float()) * batch.mask
+            with t.phase("update"):
+                update_metrics = self.trainer.update(batch, adv, self.learner, step=step)
+            with t.phase("sync"):
+                if self.sync_target is not None:
+                    self.sync_target.load_weights(self.trainer.named_weights())
+            record["rollout/samples"] = float(len(batch))
+            record["rollout/response_length"] = float(batch.mask.sum(1).mean())
+            record["advantage/mean"] = float((adv.sum() / batch.mask.sum().clamp(min=1)))
+        else:
+            warnings.warn(f"step {step + 1}: no step samples to train on (every episode failed?)", stacklevel=2)
+        record.update(update_metrics)
+        record.update(self._step_logs)
+        self.state.step = step + 1
+        self.state.tokens_generated += stats.generated_tokens
+        self.state.env_steps += stats.env_steps
+        every = self.cfg.eval.every
+        if every and self.state.step % every == 0 and self.state.step < self.cfg.steps:
+            with t.phase("eval"):
+                summary = self._evaluate(step_tag(self.state.step))
+            record["eval/success_rate"] = summary.success_rate
+        if self.cfg.log.rollouts_every and self.state.step % self.cfg.log.rollouts_every == 0:
+            write_rollouts(self.paths.rollouts / f"{step_tag(self.state.step)}.jsonl", batch, trajs)
+        for phase in PHASES:
+            record[f"time/{phase}"] = t.times.get(phase, 0.0)
+        record["time/step"] = time.perf_counter() - start
+        self.state.seconds = self._elapsed()
+        record["time"] = self.state.seconds
+        return record
+
+    def _evaluate(self, tag: str) -> Any:
+        from opid_gym.evaluate import evaluate
+
+        summary, _ = evaluate(
+            self.bench, self.eval_agent, agent_name=f"{self.cfg.model.backend}:{self.cfg.model.name}",
+            env_kwargs=self.data_kwargs, limit=self.cfg.eval.limit, workers=self.cfg.env.workers, seed=self.cfg.seed,
+            max_concurrent=self.cfg.env.max_concurrent, out_dir=self.paths.eval_dir(tag),
+            prompt_hook=self.learner.eval_prompt_hook(),
+        )
+        self.state.tokens_generated += int(summary.generated_tokens)
+        return summary
+
+    # -------------------------------------------------------------------- train
+    def train(self) -> dict[str, Any]:
+        """Train to ``cfg.steps``, evaluate, write the summary. Returns the summary dict."""
+        self._setup()  # everything that can fail on bad input fails before the folder is written
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        if not self.resume:
+            tmp = self.paths.config.with_name("config.json.tmp")
+            tmp.write_text(json.dumps(config_to_dict(self.cfg), indent=1) + "\n", encoding="utf-8")
+            os.replace(tmp, self.paths.config)
+        if self.resume:
+            self._restore()
+        if self.resume and self.state.step >= self.cfg.steps and self.paths.summary.is_file():
+            if not self.quiet:
+                print(f"run {self.paths.root} is already complete", file=sys.stderr)
+            return json.loads(self.paths.summary.read_text(encoding="utf-8"))
+        self._clock = (time.perf_counter(), self.state.seconds)
+        log = MetricsLog(self.paths, tensorboard=self.cfg.log.tensorboard,
+                         purge_step=self.state.step + 1 if self.resume else None)
+        self.pool = make_env_pool(self.cfg, self.bench.train_env_id or "", self.train_kwargs)
+        bar = self._bar()
+        try:
+            for step in range(self.state.step, self.cfg.steps):
+                record = self._train_step(step)
+                last = self.state.step == self.cfg.steps
+                if last or self.state.step % self.cfg.checkpoint.every == 0:
+                    t0 = time.perf_counter()
+                    self._save(record)
+                    record["time/checkpoint"] = time.perf_counter() - t0
+                log.write(record)
+                self._report(bar, record)
+        finally:
+            if bar is not None:
+                bar.close()
+            log.close()
+            self.pool.close()
+        return self._finish()
+
+    def _elapsed(self) -> float:
+        """Wall seconds of the whole run so far, across resumes."""
+        start, base = self._clock
+        return base + time.perf_counter() - start
+
+    def _finish(self) -> dict[str, Any]:
+        final = None
+        t0 = time.perf_counter()
+        if self.cfg.eval.final:
+            final = self._evaluate("final")
+        self.state.seconds = self._elapsed()
+        summary = {
+            "learner": self.cfg.learner_name, "benchmark": self.cfg.env.benchmark, "model": self.cfg.model.name,
+            "seed": self.cfg.seed, "final_eval": final.to_dict() if final is not None else None,
+            "budget": {"steps": self.state.step, "tokens_generated": self.state.tokens_generated,
+                       "env_steps": self.state.env_steps, "seconds": self.state.seconds},
+            "final_eval_seconds": time.perf_counter() - t0,
+        }
+        tmp = self.paths.summary.with_name("summary.json.tmp")
+        tmp.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, self.paths.summary)
+        if final is not None and self.record_results:
+            _record_result(self, final)
+        if not self.quiet:
+            _print_final(summary, self.paths.root)
+        return summary
+
+    # ------------------------------------------------------------------ output
+    def _bar(self) -> Any:
+        if not self.progress:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=self.cfg.steps, initial=self.state.step, desc=f"{self.cfg.learner_name}", unit="step",
+                    dynamic_ncols=True, file=sys.stderr)
+
+    def _report(self, bar: Any, record: dict[str, Any]) -> None:
+        phases = " ".join(f"{p}={record.get(f'time/{p}', 0.0):.1f}s" for p in PHASES if record.get(f"time/{p}"))
+        if bar is not None:
+            bar.set_postfix_str(f"success={record['rollout/success_rate']:.2f} {phases}")
+            bar.update(1)
+        elif not self.quiet:
+            print(f"step {record['step']}/{self.cfg.steps}  success={record['rollout/success_rate']:.2f}  "
+                  f"len={record['rollout/episode_length']:.1f}  {phases}", file=sys.stderr, flush=True)
+
+
+def _learner_class(name: str) -> type[Learner]:
+    import opid_gym
+
+    return opid_gym.LEARNERS.get(name)
+
+
+def _record_result(run: Run, final: Any) -> None:
+    """RESULTS-STORE HOOK: append this run to the results database (``opid_gym.results``)."""
+    import importlib.util
+
+    if importlib.util.find_spec("opid_gym.results") is None:
+        return
+    try:
+        from opid_gym import results
+
+        if not final.to_dict().get("protocol_hash"):
+            return  # summaries from before the protocol stamp carry no hash
+        cuda = run.cfg.model.device != "cpu" and _cuda_available()
+        results.record_run(
+            run.results_db, summary=final, config=config_to_dict(run.cfg), model=run.cfg.model.name,
+            learner=run.cfg.learner_name, seed=run.cfg.seed, wall_seconds=run.state.seconds,
+            device_kind="gpu" if cuda else "cpu", devices=1 if cuda else 1 + run.cfg.env.workers,
+            tokens_generated=run.state.tokens_generated, train_steps=run.state.step,
+            train_env_steps=run.state.env_steps, run_dir=str(run.paths.root),
+            agent=f"{run.cfg.model.backend}:{run.cfg.model.name}",
+        )
+    except Exception as exc:  # never lose a finished run over the results store
+        warnings.warn(f"could not record the run in the results store: {exc}", stacklevel=2)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def _print_final(summary: dict[str, Any], run_dir: Path) -> None:
+    final = summary.get("final_eval")
+    budget = summary["budget"]
+    line = (f"run folder: {run_dir}\n{budget['steps']} steps, {budget['tokens_generated']} tokens generated, "
+            f"{budget['env_steps']} env steps, {budget['seconds']:.1f}s")
+    if final is not None:
+        line += f"\nfinal eval on {final['benchmark']}: success {100 * final['success_rate']:.1f}% " \
+                f"over {final['episodes']} episodes"
+    print(line)
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise RunError(f"{run_dir} is not a run folder (no config.json)")
+    try:
+        return config_from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{path} is not valid JSON: {exc}") from None
+
+
+# ------------------------------------------------------------------------ CLI
+def add_run_arguments(p: Any) -> None:
+    p.add_argument("--learner", required=True, help="learner name (see `opid-bench list learners`)")
+    p.add_argument("--env", required=True, help="benchmark id (see `opid-bench list benchmarks`)")
+    p.add_argument("--model", default=None, help="tiny | smollm2-135m | a local folder | a Hugging Face id")
+    p.add_argument("--preset", default=None, help="smoke (seconds, CPU) | cpu-demo (minutes, CPU) | paper (GPU)")
+    p.add_argument("--config", default=None, metavar="FILE", help="a JSON file of config overrides (sections)")
+    p.add_argument("--set", dest="set_items", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value, e.g. --set optim.lr=1e-5 (repeatable)")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<benchmark>-<learner>-<time>)")
+    p.add_argument("--results-db", default=None, help="results database (default: $OPID_GYM_RESULTS)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per step instead)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+
+def add_resume_arguments(p: Any) -> None:
+    p.add_argument("run_dir", help="the run folder of a killed or stopped run")
+    p.add_argument("--results-db", default=None, help="results database (default: $OPID_GYM_RESULTS)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per step instead)")
+
+
+def cmd_run(args: Any) -> int:
+    from opid_gym.cli import CLIError
+    from opid_gym.config import ConfigError, resolve_config
+
+    try:
+        file_overrides = None
+        if args.config:
+            try:
+                file_overrides = json.loads(Path(args.config).read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise ConfigError(f"config file {args.config!r} not found") from None
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"config file {args.config!r} is not valid JSON: {exc}") from None
+            if not isinstance(file_overrides, dict):
+                raise ConfigError(f"config file {args.config!r} must hold a JSON object")
+        set_items = list(args.set_items)
+        if getattr(args, "data_root", None):
+            set_items.insert(0, f"env.data_root={Path(args.data_root).expanduser().resolve()}")
+        cfg = resolve_config(args.learner, args.env, model=args.model, preset=args.preset,
+                             file_overrides=file_overrides, set_items=set_items)
+    except ConfigError as exc:
+        raise CLIError(f"bad configuration: {exc}") from None
+    if args.print_config:
+        print(json.dumps(config_to_dict(cfg), indent=1))
+        return 0
+    run_dir = Path(args.out) if args.out else Path("runs") / f"{cfg.env.benchmark}-{cfg.learner_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if (run_dir / "config.json").exists():
+        raise CLIError(f"{run_dir} already holds a run; continue it with `opid-bench resume {run_dir}` "
+                       "or choose another --out")
+    try:
+        Run(cfg, run_dir, progress=_progress(args), results_db=args.results_db).train()
+    except RunError as exc:
+        raise CLIError(str(exc)) from None
+    except KeyboardInterrupt:
+        return _interrupted(run_dir)
+    return 0
+
+
+def cmd_resume(args: Any) -> int:
+    import dataclasses
+
+    from opid_gym.cli import CLIError
+    from opid_gym.config import ConfigError
+
+    run_dir = Path(args.run_dir)
+    try:
+        cfg = load_run_config(run_dir)
+    except (RunError, ConfigError) as exc:
+        raise CLIError(f"cannot resume: {exc}") from None
+    if getattr(args, "data_root", None):  # where the data lives is not part of the experiment
+        cfg = dataclasses.replace(cfg, env=dataclasses.replace(
+            cfg.env, data_root=str(Path(args.data_root).expanduser().resolve())))
+    try:
+        Run(cfg, run_dir, resume=True, progress=_progress(args), results_db=args.results_db).train()
+    except RunError as exc:
+        raise CLIError(str(exc)) from None
+    except KeyboardInterrupt:
+        return _interrupted(run_dir)
+    return 0
+
+
+def _interrupted(run_dir: Path) -> int:
+    print(f"\ninterrupted; continue from the last checkpoint with: opid-bench resume {run_dir}", file=sys.stderr)
+    return 130
+
+
+def _progress(args: Any) -> bool:
+    return not args.no_progress and sys.stderr.isatty()

@@ -1,0 +1,215 @@
+"""The trainer: forward, backward and optimiser step behind a small interface.
+
+The loop (:mod:`opid_gym.train`) never touches parameters or optimisers itself; it
+asks a :class:`Trainer` to
+
+* ``score`` response tokens under the current (= old, before the update) or the
+  reference policy, no gradient → [N, L] (π_old for PPO ratios, π_ref for the KL,
+  and every extra scoring pass a learner's ``prepare`` requests);
+* ``update`` on the step's batch with a learner's loss (PPO epochs × mini-batches ×
+  micro-batches, gradient clipping, AdamW step);
+* give its weights (``named_weights``, for a separate rollout engine), its state
+  (``state_dict``, for checkpoints) and take a state back (``load_state_dict``).
+
+:class:`LocalTrainer` is the single-process implementation (CPU or one GPU). A
+sharded trainer (FSDP over several GPUs under ``torchrun``) is a second implementation
+of the same interface: it shards the batch's rows over ranks inside ``score`` and
+``update`` (all-reducing the token count so ``LossInputs.num_tokens`` stays the global
+one), gathers full state dicts on rank 0 for checkpoints and weight sync, and leaves
+learners and the loop unchanged. See docs/training.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Iterable, Literal, Protocol, Sequence
+
+import torch
+
+from opid_gym.agent import derive_seed
+from opid_gym.backend import TrainablePolicy
+from opid_gym.config import OptimConfig
+from opid_gym.learner import Learner, LossInputs, StepBatch
+from opid_gym.types import Message
+
+
+class Trainer(Protocol):
+    """What the loop needs from whatever holds the parameters (see module docstring)."""
+
+    def encode_chat(self, messages: list[Message], max_prompt_tokens: int | None = None) -> tuple[list[int], bool]: ...
+
+    def token_strings(self, token_ids: Sequence[int]) -> list[str]: ...
+
+    def score(
+        self, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]], *,
+        which: Literal["policy", "ref"] = "policy", width: int | None = None,
+    ) -> torch.Tensor: ...
+
+    def update(self, batch: StepBatch, advantages: torch.Tensor, learner: Learner, *, step: int) -> dict[str, float]: ...
+
+    def named_weights(self) -> Iterable[tuple[str, torch.Tensor]]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def lr_at(step: int, total_steps: int, cfg: OptimConfig) -> float:
+    """Learning rate of training step ``step`` (0-based): linear warm-up, then constant."""
+    warmup = int(math.ceil(cfg.warmup_ratio * total_steps))
+    if warmup > 0 and step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    return cfg.lr
+
+
+def minibatch_rows(n: int, mini_batch_size: int, seed: int, step: int, epoch: int) -> list[torch.Tensor]:
+    """A seeded permutation of ``range(n)`` cut into ceil(n / size) nearly equal parts."""
+    if n == 0:
+        return []
+    gen = torch.Generator().manual_seed(derive_seed(seed, "minibatch", step, epoch) % (2**63 - 1))
+    perm = torch.randperm(n, generator=gen)
+    return list(torch.tensor_split(perm, math.ceil(n / mini_batch_size)))
+
+
+class LocalTrainer:
+    """One process, one device: the policy, a frozen reference copy, AdamW.
+
+    Args:
+        policy: the model being optimised (:class:`~opid_gym.backend.TrainablePolicy`).
+        optim: optimiser settings. total_steps: for the warm-up schedule.
+        keep_ref: keep a frozen copy of the initial policy as π_ref (KL term).
+        seed: the run seed (mini-batch order).
+
+    The module stays in ``eval()`` mode throughout (no dropout), so the update's
+    log-probs of an unchanged model equal the scoring pass's and ratios start at 1.
+    """
+
+    def __init__(self, policy: TrainablePolicy, optim: OptimConfig, *, total_steps: int, keep_ref: bool,
+                 seed: int = 0) -> None:
+        self.policy = policy
+        self.cfg = optim
+        self.total_steps = total_steps
+        self.seed = seed
+        self.module.eval()
+        self.ref: TrainablePolicy | None = None
+        if keep_ref:  # a frozen copy of the initial policy (the backend's own copy when it has one)
+            make_ref = getattr(policy, "reference_copy", None)
+            self.ref = make_ref() if callable(make_ref) else copy.deepcopy(policy)
+            for p in self.ref.module.parameters():
+                p.requires_grad_(False)
+        self.params = [p for p in self.module.parameters() if p.requires_grad]  # LoRA: the adapters only
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=optim.lr, betas=(optim.beta1, optim.beta2), eps=optim.eps,
+            weight_decay=optim.weight_decay,
+        )
+
+    @property
+    def module(self) -> torch.nn.Module:
+        return self.policy.module
+
+    # ------------------------------------------------------------------ scoring
+    def encode_chat(self, messages: list[Message], max_prompt_tokens: int | None = None) -> tuple[list[int], bool]:
+        return self.policy.encode_chat(messages, max_prompt_tokens)
+
+    def token_strings(self, token_ids: Sequence[int]) -> list[str]:
+        """One decoded string per token id (the backend's ``decode`` of each id alone)."""
+        decode = getattr(self.policy, "decode", None)
+        if not callable(decode):
+            return [str(t) for t in token_ids]
+        return [decode([t]) for t in token_ids]
+
+    @torch.no_grad()
+    def score(
+        self, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]], *,
+        which: Literal["policy", "ref"] = "policy", width: int | None = None,
+    ) -> torch.Tensor:
+        """log π(response tokens) under the current or reference policy: [N, width] on CPU."""
+        model = self.policy if which == "policy" else self.ref
+        if model is None:
+            raise RuntimeError("no reference model was kept (kl_coef = 0)")
+        width = max((len(r) for r in response_ids), default=0) if width is None else width
+        out = torch.zeros(len(response_ids), width)
+        size = self.cfg.micro_batch_size
+        for start in range(0, len(response_ids), size):
+            rows = slice(start, start + size)
+            res = model.forward_logprobs(prompt_ids[rows], response_ids[rows])
+            lp = res.logprobs.detach().float().cpu() * res.mask.float().cpu()
+            out[rows, : lp.shape[1]] = lp[:, :width]
+        return out
+
+    # ------------------------------------------------------------------- update
+    def update(self, batch: StepBatch, advantages: torch.Tensor, learner: Learner, *, step: int) -> dict[str, float]:
+        """PPO epochs over the batch in mini-batches; returns mean metrics over optimiser steps."""
+        if batch.old_logp is None:
+            raise RuntimeError("the batch has no old_logp")
+        lr = lr_at(step, self.total_steps, self.cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        totals: dict[str, float] = {}
+        n_opt = 0
+        skipped = 0
+        for epoch in range(self.cfg.epochs):
+            for rows in minibatch_rows(len(batch), self.cfg.mini_batch_size, self.seed, step, epoch):
+                metrics = self._minibatch(batch, advantages, learner, rows.tolist(), step)
+                if not math.isfinite(metrics["grad_norm"]):
+                    skipped += 1
+                for k, v in metrics.items():
+                    totals[k] = totals.get(k, 0.0) + v
+                n_opt += 1
+        out = {k: v / max(n_opt, 1) for k, v in totals.items()}
+        out["optim/lr"] = lr
+        out["optim/steps"] = float(n_opt)
+        out["optim/skipped_steps"] = float(skipped)
+        return out
+
+    def _minibatch(self, batch: StepBatch, advantages: torch.Tensor, learner: Learner, rows: list[int],
+                   step: int) -> dict[str, float]:
+        self.optimizer.zero_grad(set_to_none=True)
+        num_tokens = float(batch.mask[rows].sum())
+        sums: dict[str, float] = {}
+        size = self.cfg.micro_batch_size
+        for start in range(0, len(rows), size):
+            micro = rows[start: start + size]
+            res = self.policy.forward_logprobs(
+                [batch.prompt_ids[r] for r in micro], [batch.response_ids[r] for r in micro],
+                entropy=learner.needs_entropy,
+            )
+            width = res.logprobs.shape[1]
+            device = res.logprobs.device
+
+            def cut(t: torch.Tensor | None) -> torch.Tensor | None:
+                if t is None:
+                    return None
+                t = t[micro]
+                return (t[:, :width] if t.dim() >= 2 else t).to(device)
+
+            inputs = LossInputs(
+                logp=res.logprobs, old_logp=cut(batch.old_logp), mask=cut(batch.mask),
+                advantages=cut(advantages), num_tokens=num_tokens, ref_logp=cut(batch.ref_logp),
+                entropy=res.entropy, extras={k: cut(v) for k, v in batch.extras.items()}, step=step,
+            )
+            out = learner.loss(inputs)
+            out.loss.backward()
+            for k, v in out.metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+        max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
+        if math.isfinite(grad_norm):
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        sums["grad_norm"] = grad_norm
+        return sums
+
+    # -------------------------------------------------------------------- state
+    def named_weights(self) -> Iterable[tuple[str, torch.Tensor]]:
+        """Full-model weights for a rollout engine (LoRA merged when the backend can)."""
+        export = getattr(self.policy, "export_state_dict", None)
+        return (export() if callable(export) else self.module.state_dict()).items()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])

@@ -1,0 +1,54 @@
+"""Pieces of the loop: data order, mini-batch order, learning-rate schedule, rollout metrics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from opid_gym.config import OptimConfig
+from opid_gym.rollout import RolloutStats
+from opid_gym.train import TaskSampler, rollout_metrics
+from opid_gym.trainer import lr_at, minibatch_rows
+from opid_gym.types import Step, Trajectory
+
+
+def test_task_sampler_deals_every_task_once_per_epoch_and_is_a_function_of_seed_and_step():
+    s = TaskSampler(num_tasks=5, per_step=2, seed=3)
+    first_epoch = s.tasks(0) + s.tasks(1) + s.tasks(2)[:1]          # positions 0..4
+    assert sorted(first_epoch) == [0, 1, 2, 3, 4]
+    assert TaskSampler(5, 2, 3).tasks(7) == s.tasks(7)                # no hidden state
+    assert any(TaskSampler(5, 2, 4).tasks(k) != s.tasks(k) for k in range(5))
+    assert len(TaskSampler(num_tasks=1, per_step=3, seed=0).tasks(0)) == 3   # B > tasks: repeats
+
+
+def test_minibatches_cover_the_batch_once_in_a_seeded_order():
+    parts = minibatch_rows(10, 4, seed=1, step=2, epoch=0)
+    assert [len(p) for p in parts] == [4, 3, 3]                       # ceil(10/4) nearly equal parts
+    assert sorted(torch.cat(parts).tolist()) == list(range(10))
+    again = minibatch_rows(10, 4, seed=1, step=2, epoch=0)
+    assert all(torch.equal(a, b) for a, b in zip(parts, again))
+    assert minibatch_rows(0, 4, 1, 0, 0) == []
+
+
+def test_learning_rate_warms_up_linearly_then_stays():
+    cfg = OptimConfig(lr=1e-6, warmup_ratio=0.1)
+    assert [lr_at(s, 150, cfg) for s in (0, 7, 14, 15, 149)] == pytest.approx(
+        [1e-6 / 15, 8e-6 / 15, 1e-6, 1e-6, 1e-6])
+    assert lr_at(0, 150, OptimConfig(lr=1e-6)) == 1e-6
+
+
+def test_rollout_metrics():
+    def step(valid):
+        return Step(index=0, observation="", prompt=[], response="", action="", valid=valid, next_observation="",
+                    reward=0.0, terminated=False, truncated=False)
+
+    def traj(won, steps, error=None):
+        return Trajectory(traj_id="t", env_id="e", task_index=0, task_id="", task_type="", task="", seed=0,
+                          group_id="g", member=0, steps=steps, won=won, error=error)
+
+    trajs = [traj(True, [step(True), step(False)]), traj(False, [step(True)] * 4), traj(True, [], error="died")]
+    m = rollout_metrics(trajs, RolloutStats(env_steps=6, generated_tokens=60))
+    assert m["rollout/success_rate"] == pytest.approx(1 / 3)          # an errored episode is no success
+    assert m["rollout/episode_length"] == pytest.approx(6 / 3)
+    assert m["rollout/invalid_rate"] == pytest.approx(1 / 6)
+    assert (m["rollout/env_steps"], m["rollout/tokens_generated"], m["rollout/errors"]) == (6.0, 60.0, 1.0)
