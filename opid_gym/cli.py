@@ -329,7 +329,7 @@ COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callab
      lambda args: _benchmarks_command("leaderboard")(args)),
     ("report", "write a self-contained HTML report of a run folder", _add_report,
      lambda args: _benchmarks_command("report")(args)),
-    ("compare", "metric differences between two runs, with 95% confidence intervals", _add_compare,
+    ("compare", "metric differences between two runs, with 95%% confidence intervals", _add_compare,
      lambda args: _benchmarks_command("compare")(args)),
     ("results", "show the results database", _add_results, lambda args: _benchmarks_command("results")(args)),
     ("run", "train a learner on a benchmark and evaluate it (writes a run folder)", _add_run, _cmd_run),
@@ -346,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--results-db", default=None, help=_RESULTS_HELP)
     subs = parser.add_subparsers(dest="command", required=True)
     for name, help_text, add, cmd in COMMANDS:
-        p = subs.add_parser(name, help=help_text, description=help_text)
+        p = subs.add_parser(name, help=help_text, description=help_text.replace("%%", "%"))
         p.add_argument("--data-root", default=argparse.SUPPRESS, help=f"benchmark data folder (default: ${ENV_VAR})")
         p.add_argument("--results-db", default=argparse.SUPPRESS, help=_RESULTS_HELP)
         add(p)
