@@ -60,6 +60,15 @@ class ModelConfig:
             thread is much faster than two on a busy shared machine.
         rollout_engine: ``trainer`` samples with the trained model itself; another
             engine (e.g. ``vllm``) receives the weights after every update.
+        engine_memory: share of the GPU's memory a colocated rollout engine (vLLM) may
+            take for its weights and KV cache (the rest is the trainer's).
+        engine_max_len: the engine's longest prompt + response in tokens (unset: the
+            run's prompt limit + response limit, at least 2048).
+        fsdp_reshard_after_forward: with several processes (FSDP): free gathered
+            parameters after each block's forward (least memory) or keep them until the
+            backward (one all-gather less per block, more memory). See docs/scale.md.
+        fsdp_cpu_offload: with several processes (FSDP): parameter shards, gradients
+            and optimiser states in CPU memory; the optimiser step runs on the CPU.
     """
 
     name: str = "smollm2-135m"
@@ -70,9 +79,15 @@ class ModelConfig:
     gradient_checkpointing: bool = False
     cpu_threads: int | None = None
     rollout_engine: str = "trainer"
+    engine_memory: float = 0.4
+    engine_max_len: int | None = None
+    fsdp_reshard_after_forward: bool = True
+    fsdp_cpu_offload: bool = False
 
     def __post_init__(self) -> None:
         _check(bool(self.name), "model.name must not be empty")
+        _check(0 < self.engine_memory < 1, f"model.engine_memory must be in (0, 1), got {self.engine_memory}")
+        _check(self.engine_max_len is None or self.engine_max_len >= 64, "model.engine_max_len must be >= 64")
         _check(self.dtype in ("float32", "bfloat16", "float16"),
                f"model.dtype must be float32|bfloat16|float16, got {self.dtype!r}")
         _check(self.autocast in (None, "bfloat16", "float16"),

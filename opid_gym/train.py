@@ -146,15 +146,29 @@ def make_policy(cfg: RunConfig) -> TrainablePolicy:
     if cfg.model.backend not in builtin.POLICY_BACKENDS:
         raise UnknownNameError(f"unknown model backend {cfg.model.backend!r}."
                                + suggest(cfg.model.backend, list(builtin.POLICY_BACKENDS)))
-    return load_object(builtin.POLICY_BACKENDS[cfg.model.backend])(cfg.model)
+    from opid_gym.distributed import device_for
+
+    model = cfg.model
+    if device_for(model.device) != model.device:  # under torchrun: this rank's GPU
+        import dataclasses
+
+        model = dataclasses.replace(model, device=device_for(model.device))
+    return load_object(builtin.POLICY_BACKENDS[cfg.model.backend])(model)
 
 
 def make_trainer(cfg: RunConfig, policy: TrainablePolicy, learner: Learner) -> Any:
-    """The :class:`~opid_gym.trainer.Trainer`: here the single-process one.
+    """The :class:`~opid_gym.trainer.Trainer`: the single-process one, or under ``torchrun``
+    with several processes the FSDP2 one (:class:`~opid_gym.sharded.ShardedTrainer`).
 
-    A sharded (FSDP/torchrun) trainer replaces this function's result; the loop only
-    calls the Trainer protocol.
+    The loop only calls the Trainer protocol.
     """
+    from opid_gym.distributed import current
+
+    if current().enabled:
+        from opid_gym.sharded import ShardedTrainer, fsdp_settings
+
+        return ShardedTrainer(policy, cfg.optim, total_steps=cfg.steps, keep_ref=learner.needs_ref_logp,
+                              seed=cfg.seed, fsdp=fsdp_settings(cfg.model))
     from opid_gym.trainer import LocalTrainer
 
     return LocalTrainer(policy, cfg.optim, total_steps=cfg.steps, keep_ref=learner.needs_ref_logp, seed=cfg.seed)
@@ -239,6 +253,27 @@ def rollout_metrics(trajs: Sequence[Trajectory], stats: Any) -> dict[str, float]
         "rollout/errors": float(sum(t.error is not None for t in trajs)),
         "rollout/episodes": float(n),
     }
+
+
+def gather_rollouts(total: int, mine: Sequence[int], trajs: list[Trajectory], stats: Any) -> tuple[list[Trajectory], Any]:
+    """Every rank's share of a step's episodes → all ``total`` trajectories in episode order
+    (the single-process order) and the summed rollout statistics, on every rank."""
+    import dataclasses
+
+    from opid_gym.distributed import all_gather_objects
+    from opid_gym.rollout import RolloutStats
+
+    ordered: list[Trajectory | None] = [None] * total
+    merged = RolloutStats()
+    for rows, part, part_stats in all_gather_objects((list(mine), trajs, stats)):
+        for i, traj in zip(rows, part):
+            ordered[i] = traj
+        for f in dataclasses.fields(merged):
+            setattr(merged, f.name, getattr(merged, f.name) + getattr(part_stats, f.name))
+    missing = [i for i, t in enumerate(ordered) if t is None]
+    if missing:
+        raise RuntimeError(f"episodes {missing} came back from no rank")
+    return ordered, merged  # type: ignore[return-value]
 
 
 class MetricsLog:
@@ -378,10 +413,16 @@ class Run:
         self.timer = PhaseTimer()
         self.state = LoopState()
         self._step_logs: dict[str, float] = {}
+        from opid_gym.distributed import current
+
+        self.dist = current()  # rank 0 of 1 unless started by torchrun (then set in _setup)
 
     # ------------------------------------------------------------------ set-up
     def _setup(self) -> None:
         cfg = self.cfg
+        from opid_gym.distributed import init_distributed
+
+        self.dist = init_distributed(cfg.model.device)  # one process: rank 0 of 1, nothing to join
         self.bench = run_benchmark(cfg)
         train_env = self.bench.train_env_id
         if train_env is None:
@@ -429,22 +470,28 @@ class Run:
     def _restore(self) -> None:
         from opid_gym.checkpoint import find_latest, load_checkpoint
 
-        folder = find_latest(self.paths.checkpoints)
-        if folder is None:
-            self._truncate_metrics(0, None)
+        from opid_gym.distributed import broadcast_object
+
+        main = self.dist.is_main  # with several processes rank 0 reads and sends the rest
+        folder = find_latest(self.paths.checkpoints) if main else None
+        if not broadcast_object(folder is not None):
+            if main:
+                self._truncate_metrics(0, None)
             return  # killed before the first checkpoint: start over
-        meta, objects = load_checkpoint(folder)
+        meta, objects = load_checkpoint(folder) if main else (None, {"trainer": None, "rng": None})
+        meta = broadcast_object(meta)
         if meta.get("sampler") != self.sampler.state_dict():
             raise RunError(f"the training data changed since the checkpoint (was {meta.get('sampler')}, "
                            f"now {self.sampler.state_dict()}); cannot resume exactly")
         self.trainer.load_state_dict(objects["trainer"])
-        set_rng_state(objects["rng"])
+        set_rng_state(broadcast_object(objects["rng"]))
         loop = meta["loop"]
         self.state = LoopState(step=int(loop["step"]), tokens_generated=int(loop["tokens_generated"]),
                                env_steps=int(loop["env_steps"]), seconds=float(loop["seconds"]),
                                extra=dict(loop.get("extra", {})))
         self.learner.load_state_dict(meta.get("learner", {}))
-        self._truncate_metrics(self.state.step, meta.get("metrics"))
+        if main:
+            self._truncate_metrics(self.state.step, meta.get("metrics"))
         if self.sync_target is not None:
             self.sync_target.load_weights(self.trainer.named_weights())
 
@@ -464,8 +511,10 @@ class Run:
             "sampler": self.sampler.state_dict(), "learner": self.learner.state_dict(), "metrics": record,
             "config": config_to_dict(self.cfg),
         }
-        save_checkpoint(self.paths.checkpoints, self.state.step,
-                        {"trainer": self.trainer.state_dict(), "rng": rng_state()}, meta, keep=self.cfg.checkpoint.keep)
+        trainer_state = self.trainer.state_dict()  # with several processes: gathered on rank 0
+        if self.dist.is_main:
+            save_checkpoint(self.paths.checkpoints, self.state.step,
+                            {"trainer": trainer_state, "rng": rng_state()}, meta, keep=self.cfg.checkpoint.keep)
 
     # ------------------------------------------------------------------- a step
     def _context(self, step: int) -> StepContext:
@@ -477,14 +526,28 @@ class Run:
 
         specs = make_groups(self.sampler.tasks(step), self.cfg.rollout.group_size,
                             derive_seed(self.cfg.seed, "rollout", step), tag=f"s{step}g")
+        mine = self.dist.shard(range(len(specs)))  # every episode, when there is one process
         stats = RolloutStats()
-        trajs = run_episodes(
-            self.pool, self.train_agent, specs, env_id=self.bench.train_env_id or "", template=self.env_cls.prompt,
-            action_format=self.env_cls.action_format, history=self.history,
-            max_concurrent=self.cfg.env.max_concurrent, prompt_hook=self.prompt_hook,
-            metric_keys=getattr(self.env_cls, "metric_keys", ()), stats=stats,
-        )
+        with self._engine_weights():
+            trajs = run_episodes(
+                self.pool, self.train_agent, [specs[i] for i in mine], env_id=self.bench.train_env_id or "",
+                template=self.env_cls.prompt, action_format=self.env_cls.action_format, history=self.history,
+                max_concurrent=self.cfg.env.max_concurrent, prompt_hook=self.prompt_hook,
+                metric_keys=getattr(self.env_cls, "metric_keys", ()), stats=stats,
+            )
+        if self.dist.enabled:
+            trajs, stats = gather_rollouts(len(specs), mine, trajs, stats)
         return trajs, stats
+
+    def _engine_weights(self) -> Any:
+        """Full weights for sampling with the trained model itself (a sharded trainer's
+        ``unsharded()``); nothing to do for a single-process trainer or another engine."""
+        gather = getattr(self.trainer, "unsharded", None)
+        if self.sync_target is None and callable(gather):
+            return gather()
+        from contextlib import nullcontext
+
+        return nullcontext()
 
     def _train_step(self, step: int) -> dict[str, Any]:
         """Run training step ``step`` (0-based); returns its metrics record."""
@@ -523,6 +586,9 @@ class Run:
                                        f"expected {tuple(batch.mask.shape)}")
                 adv = torch.nan_to_num(adv.detach().float()) * batch.mask
             with t.phase("update"):
+                release = getattr(self.sync_target, "release", None)
+                if callable(release):  # a colocated engine frees its memory; the next load wakes it
+                    release()
                 update_metrics = self.trainer.update(batch, adv, self.learner, step=step)
             with t.phase("sync"):
                 if self.sync_target is not None:
@@ -542,7 +608,7 @@ class Run:
             with t.phase("eval"):
                 summary = self._evaluate(step_tag(self.state.step))
             record["eval/success_rate"] = summary.success_rate
-        if self.cfg.log.rollouts_every and self.state.step % self.cfg.log.rollouts_every == 0:
+        if self.dist.is_main and self.cfg.log.rollouts_every and self.state.step % self.cfg.log.rollouts_every == 0:
             write_rollouts(self.paths.rollouts / f"{step_tag(self.state.step)}.jsonl", batch, trajs)
         for phase in PHASES:
             record[f"time/{phase}"] = t.times.get(phase, 0.0)
@@ -552,14 +618,21 @@ class Run:
         return record
 
     def _evaluate(self, tag: str) -> Any:
+        """Evaluate on rank 0 (the other ranks wait); every rank gets the summary."""
+        from opid_gym.distributed import barrier, broadcast_object
         from opid_gym.evaluate import evaluate
 
-        summary, _ = evaluate(
-            self.bench, self.eval_agent, agent_name=f"{self.cfg.model.backend}:{self.cfg.model.name}",
-            env_kwargs=self.data_kwargs, limit=self.cfg.eval.limit, workers=self.cfg.env.workers, seed=self.cfg.seed,
-            max_concurrent=self.cfg.env.max_concurrent, out_dir=self.paths.eval_dir(tag),
-            prompt_hook=self.learner.eval_prompt_hook(),
-        )
+        summary = None
+        with self._engine_weights():
+            if self.dist.is_main:
+                summary, _ = evaluate(
+                    self.bench, self.eval_agent, agent_name=f"{self.cfg.model.backend}:{self.cfg.model.name}",
+                    env_kwargs=self.data_kwargs, limit=self.cfg.eval.limit, workers=self.cfg.env.workers,
+                    seed=self.cfg.seed, max_concurrent=self.cfg.env.max_concurrent, out_dir=self.paths.eval_dir(tag),
+                    prompt_hook=self.learner.eval_prompt_hook(),
+                )
+            barrier()
+        summary = broadcast_object(summary)
         self.state.tokens_generated += int(summary.generated_tokens)
         return summary
 
@@ -567,22 +640,27 @@ class Run:
     def train(self) -> dict[str, Any]:
         """Train to ``cfg.steps``, evaluate, write the summary. Returns the summary dict."""
         self._setup()  # everything that can fail on bad input fails before the folder is written
-        self.paths.root.mkdir(parents=True, exist_ok=True)
-        if not self.resume:
+        from opid_gym.distributed import broadcast_object
+
+        main = self.dist.is_main  # with several processes (torchrun) only rank 0 writes the run folder
+        if main:
+            self.paths.root.mkdir(parents=True, exist_ok=True)
+        if main and not self.resume:
             tmp = self.paths.config.with_name("config.json.tmp")
             tmp.write_text(json.dumps(config_to_dict(self.cfg), indent=1) + "\n", encoding="utf-8")
             os.replace(tmp, self.paths.config)
         if self.resume:
             self._restore()
-        if self.resume and self.state.step >= self.cfg.steps and self.paths.summary.is_file():
-            if not self.quiet:
+        done = main and self.resume and self.state.step >= self.cfg.steps and self.paths.summary.is_file()
+        if broadcast_object(done):
+            if not self.quiet and main:
                 print(f"run {self.paths.root} is already complete", file=sys.stderr)
-            return json.loads(self.paths.summary.read_text(encoding="utf-8"))
+            return json.loads(self.paths.summary.read_text(encoding="utf-8")) if main else {}
         self._clock = (time.perf_counter(), self.state.seconds)
         log = MetricsLog(self.paths, tensorboard=self.cfg.log.tensorboard,
-                         purge_step=self.state.step + 1 if self.resume else None)
+                         purge_step=self.state.step + 1 if self.resume else None) if main else None
         self.pool = make_env_pool(self.cfg, self.bench.train_env_id or "", self.train_kwargs)
-        bar = self._bar()
+        bar = self._bar() if main else None
         try:
             for step in range(self.state.step, self.cfg.steps):
                 record = self._train_step(step)
@@ -591,12 +669,14 @@ class Run:
                     t0 = time.perf_counter()
                     self._save(record)
                     record["time/checkpoint"] = time.perf_counter() - t0
-                log.write(record)
-                self._report(bar, record)
+                if log is not None:
+                    log.write(record)
+                    self._report(bar, record)
         finally:
             if bar is not None:
                 bar.close()
-            log.close()
+            if log is not None:
+                log.close()
             self.pool.close()
         return self._finish()
 
@@ -618,6 +698,10 @@ class Run:
                        "env_steps": self.state.env_steps, "seconds": self.state.seconds},
             "final_eval_seconds": time.perf_counter() - t0,
         }
+        if self.dist.enabled:
+            summary["processes"] = self.dist.world_size
+        if not self.dist.is_main:
+            return summary
         tmp = self.paths.summary.with_name("summary.json.tmp")
         tmp.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
         os.replace(tmp, self.paths.summary)
@@ -715,11 +799,19 @@ def add_run_arguments(p: Any) -> None:
     p.add_argument("--out", default=None, help="run folder (default: runs/<benchmark>-<learner>-<time>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per step instead)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    _add_nproc(p)
+
+
+def _add_nproc(p: Any) -> None:
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="train in N processes on this machine (one per GPU; FSDP), started through torchrun; "
+                        "several machines: see docs/scale.md")
 
 
 def add_resume_arguments(p: Any) -> None:
     p.add_argument("run_dir", help="the run folder of a killed or stopped run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per step instead)")
+    _add_nproc(p)
 
 
 def cmd_run(args: Any) -> int:
@@ -748,16 +840,82 @@ def cmd_run(args: Any) -> int:
         print(json.dumps(config_to_dict(cfg), indent=1))
         return 0
     run_dir = Path(args.out) if args.out else Path("runs") / f"{cfg.env.benchmark}-{cfg.learner_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if (run_dir / "config.json").exists():
+    if (run_dir / "config.json").exists() and not _under_torchrun():
         raise CLIError(f"{run_dir} already holds a run; continue it with `opid-bench resume {run_dir}` "
                        "or choose another --out")
+    if _wants_launch(args):  # the config is valid: start N copies of this command through torchrun
+        return _launch(_child_argv(args, ["run", *_run_argv(args), "--out", str(run_dir)]), args.nproc)
     try:
         Run(cfg, run_dir, progress=_progress(args), results_db=getattr(args, "results_db", None)).train()
     except RunError as exc:
         raise CLIError(str(exc)) from None
     except KeyboardInterrupt:
         return _interrupted(run_dir)
+    finally:
+        _leave_process_group()
     return 0
+
+
+# ------------------------------------------------------------- several processes
+LAUNCH_MODULE = "opid_gym"
+"""The module ``--nproc`` starts through torchrun (``python -m opid_gym``; tests that
+register their own environments point it at a module that registers them first)."""
+
+
+def _under_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+
+
+def _wants_launch(args: Any) -> bool:
+    from opid_gym.cli import CLIError
+
+    nproc = getattr(args, "nproc", 1)
+    if nproc < 1:
+        raise CLIError(f"--nproc must be >= 1, got {nproc}")
+    return nproc > 1 and not _under_torchrun()
+
+
+def _run_argv(args: Any) -> list[str]:
+    """``run``'s own options, rebuilt from the parsed arguments (paths made absolute)."""
+    out = ["--learner", args.learner, "--env", args.env]
+    if args.model:
+        out += ["--model", args.model]
+    if args.preset:
+        out += ["--preset", args.preset]
+    if args.config:
+        out += ["--config", str(Path(args.config).resolve())]
+    for item in args.set_items:
+        out += ["--set", item]
+    return out
+
+
+def _child_argv(args: Any, command: list[str]) -> list[str]:
+    """The CLI arguments of each torchrun process: global options and the command.
+
+    (No ``--nproc``: torchrun's own parser would take it for its ``--nproc-per-node``;
+    the processes know their number from torchrun's environment.)"""
+    out: list[str] = []
+    if getattr(args, "data_root", None):
+        out += ["--data-root", str(Path(args.data_root).expanduser().resolve())]
+    if getattr(args, "results_db", None):
+        out += ["--results-db", str(Path(args.results_db).expanduser().resolve())]
+    out += command
+    if args.no_progress:
+        out.append("--no-progress")
+    return out
+
+
+def _launch(argv: list[str], nproc: int) -> int:
+    from opid_gym.distributed import launch
+
+    code = launch(argv, nproc, module=LAUNCH_MODULE)
+    return 0 if code == 0 else (code if code in (2, 130) else 1)
+
+
+def _leave_process_group() -> None:
+    from opid_gym.distributed import shutdown
+
+    shutdown()
 
 
 def cmd_resume(args: Any) -> int:
@@ -774,12 +932,16 @@ def cmd_resume(args: Any) -> int:
     if getattr(args, "data_root", None):  # where the data lives is not part of the experiment
         cfg = dataclasses.replace(cfg, env=dataclasses.replace(
             cfg.env, data_root=str(Path(args.data_root).expanduser().resolve())))
+    if _wants_launch(args):
+        return _launch(_child_argv(args, ["resume", str(run_dir.resolve())]), args.nproc)
     try:
         Run(cfg, run_dir, resume=True, progress=_progress(args), results_db=getattr(args, "results_db", None)).train()
     except RunError as exc:
         raise CLIError(str(exc)) from None
     except KeyboardInterrupt:
         return _interrupted(run_dir)
+    finally:
+        _leave_process_group()
     return 0
 
 
