@@ -183,7 +183,13 @@ def make_rollout_engine(cfg: RunConfig, policy: TrainablePolicy) -> tuple[Any, A
     if cfg.model.rollout_engine not in builtin.ROLLOUT_ENGINES:
         raise UnknownNameError(f"unknown rollout engine {cfg.model.rollout_engine!r}."
                                + suggest(cfg.model.rollout_engine, ["trainer", *builtin.ROLLOUT_ENGINES]))
-    engine = load_object(builtin.ROLLOUT_ENGINES[cfg.model.rollout_engine])(cfg.model, policy)
+    model = cfg.model
+    if model.engine_max_len is None:  # room for the longest prompt and response of the run
+        import dataclasses
+
+        prompt = cfg.rollout.max_prompt_tokens or 4096
+        model = dataclasses.replace(model, engine_max_len=max(2048, prompt + cfg.rollout.max_new_tokens + 16))
+    engine = load_object(builtin.ROLLOUT_ENGINES[cfg.model.rollout_engine])(model, policy)
     return engine, engine
 
 
@@ -592,7 +598,10 @@ class Run:
                 update_metrics = self.trainer.update(batch, adv, self.learner, step=step)
             with t.phase("sync"):
                 if self.sync_target is not None:
-                    self.sync_target.load_weights(self.trainer.named_weights())
+                    report = self.sync_target.load_weights(self.trainer.named_weights())
+                    if hasattr(report, "mean_abs"):  # the engine's drift check (agents/drift.py)
+                        record["sync/drift_mean_abs"] = float(report.mean_abs)
+                        record["sync/drift_max_abs"] = float(report.max_abs)
             record["rollout/samples"] = float(len(batch))
             record["rollout/response_length"] = float(batch.mask.sum(1).mean())
             record["advantage/mean"] = float((adv.sum() / batch.mask.sum().clamp(min=1)))
@@ -639,6 +648,14 @@ class Run:
     # -------------------------------------------------------------------- train
     def train(self) -> dict[str, Any]:
         """Train to ``cfg.steps``, evaluate, write the summary. Returns the summary dict."""
+        try:
+            return self._train()
+        finally:
+            close = getattr(getattr(self, "sync_target", None), "close", None)
+            if callable(close):  # a rollout engine: shut it down while the process group still exists
+                close()
+
+    def _train(self) -> dict[str, Any]:
         self._setup()  # everything that can fail on bad input fails before the folder is written
         from opid_gym.distributed import broadcast_object
 
