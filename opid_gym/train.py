@@ -194,9 +194,11 @@ def make_rollout_engine(cfg: RunConfig, policy: TrainablePolicy) -> tuple[Any, A
 
 
 def make_env_pool(cfg: RunConfig, env_id: str, env_kwargs: dict[str, Any]) -> Any:
-    """The training environments' :class:`~opid_gym.workers.EnvPool` (a Ray pool plugs in here)."""
+    """The training environments' :class:`~opid_gym.workers.EnvPool`: local processes or Ray actors."""
     from opid_gym.workers import make_pool
 
+    if cfg.env.pool == "ray":
+        return make_pool(env_id, env_kwargs, workers=cfg.env.workers, kind="ray", address=cfg.env.ray_address)
     return make_pool(env_id, env_kwargs, workers=cfg.env.workers)
 
 

@@ -15,6 +15,9 @@ one interface (:class:`EnvPool`):
 
 An exception raised by one environment's ``reset``/``step`` is also returned as an
 :class:`EnvError` for that slot (the worker survives).
+
+A third pool, :class:`opid_gym.ray_pool.RayPool`, puts the workers in Ray actors
+(other machines' cores), with the same interface and crash semantics.
 """
 
 from __future__ import annotations
@@ -313,9 +316,16 @@ class ProcessPool:
 
 
 def make_pool(
-    env_id: str, env_kwargs: dict[str, Any] | None = None, *, workers: int = 0, **kwargs: Any
-) -> InProcessPool | ProcessPool:
-    """``workers=0``: in-process; ``workers>=1``: that many processes."""
+    env_id: str, env_kwargs: dict[str, Any] | None = None, *, workers: int = 0, kind: str = "process", **kwargs: Any
+) -> Any:
+    """``workers=0``: in-process; ``workers>=1``: that many processes, or with ``kind="ray"``
+    that many Ray actors (:class:`opid_gym.ray_pool.RayPool`; ``kwargs`` go to the pool)."""
     if workers <= 0:
         return InProcessPool(env_id, env_kwargs, with_expert=kwargs.get("with_expert", False))
+    if kind == "ray":
+        from opid_gym.ray_pool import RayPool
+
+        return RayPool(env_id, env_kwargs, workers=workers, **kwargs)
+    if kind != "process":
+        raise ValueError(f"unknown pool kind {kind!r} (process | ray)")
     return ProcessPool(env_id, env_kwargs, workers=workers, **kwargs)
