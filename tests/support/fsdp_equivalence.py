@@ -13,8 +13,6 @@ Written (by rank 0): the final parameters, every score tensor, every metrics dic
 
 from __future__ import annotations
 
-import faulthandler
-import signal
 import sys
 
 import torch
@@ -108,6 +106,4 @@ def main(mode: str, out_path: str) -> None:
 
 
 if __name__ == "__main__":
-    faulthandler.dump_traceback_later(45, exit=True)
-    faulthandler.register(signal.SIGTERM)
     main(sys.argv[1], sys.argv[2])
