@@ -32,7 +32,7 @@ _EPISODE_KEYS = ("episode_skill", "episode_level_skill", "episode_lesson", "skil
 _STEP_KEYS = ("step_skills", "step_level_skills", "critical_steps", "step_advice", "steps")
 _STEP_FIELDS = ("step", "step_index", "index", "t")
 _ADVICE_FIELDS = ("skill", "advice", "step_skill", "text", "tip")
-_STEP_KEY = re.compile(r"^\s*(?:step|t)?\s*[_#\-]?\s*(\d{1,6})\s*$", re.IGNORECASE)
+_STEP_KEY = re.compile(r"^\s*(?:(?:step|t)\s*[_#\-:]?\s*)?(\d{1,6})\s*$", re.IGNORECASE)
 _FENCE = re.compile(r"```[a-zA-Z0-9_-]*[ \t]*\n?(.*?)(?:```|$)", re.DOTALL)
 _TRAILING_COMMA = re.compile(r",(\s*[}\]])")
 
