@@ -116,7 +116,7 @@ class OPIDConfig(LearnerConfig):
             if not ok:
                 raise ConfigError(message)
         try:
-            self.analyzer_settings().validate(check_key=False)
+            self.analyzer_settings().validate()  # a missing API key source fails here, before any work
         except AnalyzerConfigError as exc:
             raise ConfigError(str(exc)) from None
 
@@ -220,11 +220,13 @@ class OPID(GRPO):
                              cfg.episode_skill_weight, cfg.step_skill_weight) for i in range(n)]
         adv = torch.zeros_like(batch.mask)
         truncations = misses = scored = 0
+        secs = {"encode": 0.0, "score": 0.0}
         old = self._plain_logp(batch, ctx) if any(r.weight != 0 for rs in routes for r in rs) else None
         for k in range(2):  # pass k scores the k-th routed skill of every row that has one
             rows = [i for i in range(n) if len(routes[i]) > k and routes[i][k].weight != 0]
             if not rows or old is None:
                 continue
+            t1 = time.perf_counter()
             prompt_ids: list[list[int]] = []
             for i in rows:
                 r = routes[i][k]
@@ -233,12 +235,17 @@ class OPID(GRPO):
                 prompt_ids.append(ids)
                 truncations += truncated
                 misses += not anchored
+            t2 = time.perf_counter()
             teacher = ctx.score_ids(prompt_ids, rows)  # [len(rows), L], π_old under h̃_t, no grad
             weight = torch.tensor([routes[i][k].weight for i in rows], dtype=adv.dtype)
             adv[rows] += skill_advantage(teacher, old[rows], batch.mask[rows], weight)
             scored += len(rows)
+            secs["encode"] += t2 - t1
+            secs["score"] += time.perf_counter() - t2
         batch.extras["skill_adv"] = adv
+        t3 = time.perf_counter()
         self._annotate(batch, ctx, routes, results, adv)
+        secs["annotate"] = time.perf_counter() - t3
         ctx.log({
             **stats.metrics(), **_moments(adv, batch.mask),
             "opid/analysis_failed_frac": stats.failures / stats.trajectories if stats.trajectories else 0.0,
@@ -247,6 +254,7 @@ class OPID(GRPO):
             "opid/routed_none_frac": sum(not rs for rs in routes) / max(n, 1),
             "opid/prompt_truncations": float(truncations), "opid/anchor_missing": float(misses),
             "opid/skill_prompts": float(scored), "opid/teacher_seconds": time.perf_counter() - t0,
+            **{f"opid/{k}_seconds": v for k, v in secs.items()},
         })
 
     def _plain_logp(self, batch: StepBatch, ctx: StepContext) -> torch.Tensor:

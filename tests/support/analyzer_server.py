@@ -17,6 +17,7 @@ import argparse
 import itertools
 import json
 import re
+import signal
 import sys
 import threading
 from typing import Any
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--garbage-every", type=int, default=0, help="every n-th answer is unusable (0: never)")
     args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it like Ctrl-C
     server = ChatServer(default=AnalyzerReplies(args.garbage_every)).start()
     print(server.base_url, flush=True)
     try:
