@@ -22,12 +22,14 @@ external data parallelism, as verl and TRL colocate it).
 
 Settings come from the run's ``model`` section: ``engine_memory`` (the GPU share for
 weights + KV cache), ``engine_max_len`` (filled by the loop from the rollout limits),
-and the engine runs in ``model.autocast`` (or ``model.dtype``) precision on GPUs,
-float32 on CPUs.
+``engine_options`` (a JSON object: ``VLLMConfig`` fields such as ``enforce_eager``,
+``sleep_level``, drift thresholds, or any other ``vllm.LLM`` argument), and the
+engine runs in ``model.autocast`` (or ``model.dtype``) precision on GPUs, float32 on CPUs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -42,8 +44,13 @@ def engine_config(model: Any, *, cuda: bool, world_size: int) -> VLLMConfig:
     kwargs: dict[str, Any] = {}
     if world_size > 1:  # one independent engine per torchrun process, on that process's GPU
         kwargs["distributed_executor_backend"] = "external_launcher"
-    return VLLMConfig(model=resolve_model(model.name), dtype=dtype, max_model_len=model.engine_max_len or 4096,
-                      gpu_memory_utilization=model.engine_memory, engine_kwargs=kwargs)
+    fields: dict[str, Any] = {}
+    options = json.loads(model.engine_options) if getattr(model, "engine_options", None) else {}
+    for key, value in options.items():  # VLLMConfig fields by name, anything else to vllm.LLM
+        (fields if key in VLLMConfig.__dataclass_fields__ and key != "engine_kwargs" else kwargs)[key] = value
+    return VLLMConfig(**{"model": resolve_model(model.name), "dtype": dtype,
+                         "max_model_len": model.engine_max_len or 4096,
+                         "gpu_memory_utilization": model.engine_memory, **fields, "engine_kwargs": kwargs})
 
 
 def make_rollout_engine(model: Any, policy: Any) -> VLLMBackend:

@@ -65,6 +65,9 @@ class ModelConfig:
             take for its weights and KV cache (the rest is the trainer's).
         engine_max_len: the engine's longest prompt + response in tokens (unset: the
             run's prompt limit + response limit, at least 2048).
+        engine_options: a JSON object of further engine settings (for vLLM:
+            ``VLLMConfig`` fields such as ``{"enforce_eager": true, "sleep_level": 2}``;
+            other keys go to ``vllm.LLM``), or unset.
         fsdp_reshard_after_forward: with several processes (FSDP): free gathered
             parameters after each block's forward (least memory) or keep them until the
             backward (one all-gather less per block, more memory). See docs/scale.md.
@@ -82,6 +85,7 @@ class ModelConfig:
     rollout_engine: str = "trainer"
     engine_memory: float = 0.4
     engine_max_len: int | None = None
+    engine_options: str | None = None
     fsdp_reshard_after_forward: bool = True
     fsdp_cpu_offload: bool = False
 
@@ -89,6 +93,12 @@ class ModelConfig:
         _check(bool(self.name), "model.name must not be empty")
         _check(0 < self.engine_memory < 1, f"model.engine_memory must be in (0, 1), got {self.engine_memory}")
         _check(self.engine_max_len is None or self.engine_max_len >= 64, "model.engine_max_len must be >= 64")
+        if self.engine_options is not None:
+            try:
+                options = json.loads(self.engine_options)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"model.engine_options is not valid JSON: {exc}") from None
+            _check(isinstance(options, dict), "model.engine_options must be a JSON object")
         _check(self.dtype in ("float32", "bfloat16", "float16"),
                f"model.dtype must be float32|bfloat16|float16, got {self.dtype!r}")
         _check(self.autocast in (None, "bfloat16", "float16"),

@@ -270,6 +270,18 @@ def rollout_metrics(trajs: Sequence[Trajectory], stats: Any) -> dict[str, float]
     }
 
 
+class _WithWeights:
+    """A generator whose ``generate`` runs inside ``weights()`` (a sharded trainer's full weights)."""
+
+    def __init__(self, generator: Any, weights: Any) -> None:
+        self._generator = generator
+        self._weights = weights
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        with self._weights():
+            return self._generator.generate(*args, **kwargs)
+
+
 def gather_rollouts(total: int, mine: Sequence[int], trajs: list[Trajectory], stats: Any) -> tuple[list[Trajectory], Any]:
     """Every rank's share of a step's episodes → all ``total`` trajectories in episode order
     (the single-process order) and the summed rollout statistics, on every rank."""
@@ -535,7 +547,8 @@ class Run:
     def _context(self, step: int) -> StepContext:
         return make_step_context(step, self.learner.run, self.trainer, self._batch,
                                  self.cfg.rollout.max_prompt_tokens, self._step_logs.update,
-                                 generator=self.generator, old_logp_source=self.cfg.rollout.old_logp)
+                                 generator=_WithWeights(self.generator, self._engine_weights),
+                                 old_logp_source=self.cfg.rollout.old_logp)
 
     def _rollout(self, step: int) -> tuple[list[Trajectory], Any]:
         from opid_gym.rollout import RolloutStats, make_groups, run_episodes
@@ -593,6 +606,12 @@ class Run:
                 if self.learner.needs_ref_logp:
                     batch.ref_logp = self.trainer.score(batch.prompt_ids, batch.response_ids, which="ref", width=width)
                 self.learner.prepare(batch, ctx)
+                if self.dist.enabled:  # every rank ran prepare on the whole batch; rank 0's result wins
+                    from opid_gym.distributed import broadcast_object
+
+                    batch.extras, batch.annotations, logs = broadcast_object(
+                        (batch.extras, batch.annotations, self._step_logs))
+                    self._step_logs.update(logs)
         update_metrics: dict[str, float] = {}
         if len(batch):
             with t.phase("advantage"):
