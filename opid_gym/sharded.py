@@ -19,7 +19,7 @@ ids and [N, L] floats: small); the model work on it is split by rows:
 * FSDP forwards are collectives, so every rank runs the same number of forward and
   backward passes: a rank with fewer rows runs a one-token dummy pass with zero loss.
 * ``named_weights``: full tensors, parameter by parameter (one all-gather each), on every
-  rank, for the rollout engine beside each rank (colocated vLLM).
+  rank, for the rollout engine beside each rank (colocated vLLM); staged in CPU memory.
 * ``state_dict``: full model and optimiser state on rank 0 only (on the CPU), in a form
   independent of the number of processes; ``load_state_dict`` takes it on rank 0 and
   broadcasts it.
@@ -299,11 +299,20 @@ class ShardedTrainer:
     def named_weights(self) -> Iterable[tuple[str, torch.Tensor]]:
         """Full tensors under the model's own names, on every rank (one all-gather per tensor).
 
-        A collective: every rank must consume the whole iterator, in order.
+        A collective: every rank must consume the whole iterator, in order. Gathered GPU
+        tensors are moved to CPU memory one by one (in the mixed-precision compute dtype
+        when there is one, e.g. bf16), so a consumer that keeps them all (the vLLM load
+        does) holds the full model in host memory, not on the GPU.
         """
+        stage = _dtype(self.fsdp.param_dtype)  # the compute dtype, which the engine runs in too
         for name, tensor in self.module.state_dict().items():
             full = tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
-            yield name, full.detach()
+            full = full.detach()
+            if full.is_cuda:
+                if stage is not None and full.is_floating_point():
+                    full = full.to(stage)
+                full = full.to("cpu")
+            yield name, full
 
     def state_dict(self) -> dict[str, Any]:
         """Full model and optimiser state on rank 0 (CPU); empty on the other ranks. A collective."""

@@ -886,6 +886,8 @@ def cmd_run(args: Any) -> int:
         print(json.dumps(config_to_dict(cfg), indent=1))
         return 0
     run_dir = Path(args.out) if args.out else Path("runs") / f"{cfg.env.benchmark}-{cfg.learner_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if _under_torchrun() and not args.out:
+        raise CLIError("under torchrun every process needs the same run folder: pass --out")
     if (run_dir / "config.json").exists() and not _under_torchrun():
         raise CLIError(f"{run_dir} already holds a run; continue it with `opid-bench resume {run_dir}` "
                        "or choose another --out")

