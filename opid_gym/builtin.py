@@ -117,6 +117,7 @@ MODEL_AGENT = "agents.model_agent:ModelAgent"
 """The Generator → Agent adapter the training loop rolls out with."""
 ROLLOUT_ENGINES: dict[str, str] = {
     "vllm": "agents.vllm_rollout:make_rollout_engine",
+    "vllm-server": "agents.vllm_server:make_rollout_engine",
 }
 """Rollout engines other than the trainer itself, by ``model.rollout_engine``
 (``make(cfg: ModelConfig, policy) -> Generator & WeightSync``), e.g. vLLM."""

@@ -81,3 +81,96 @@ def test_two_processes_each_with_a_colocated_engine(tmp_path):
     assert [r["step"] for r in records] == [1, 2]
     assert all(r["sync/drift_mean_abs"] < 1e-4 for r in records)
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["processes"] == 2
+
+
+# ----------------------------------------------------------- a separate vLLM server
+def test_server_engine_options_are_checked_before_any_request(tmp_path):
+    pytest.importorskip("httpx")
+    from agents.vllm_server import make_rollout_engine
+    from opid_gym.backend import BackendError
+    from opid_gym.distributed import free_port
+
+    with pytest.raises(BackendError, match="needs the server's address"):
+        make_rollout_engine(ModelConfig(engine_options='{"sync_dir": "/x"}'), policy=None)
+    with pytest.raises(BackendError, match=r"unknown vllm-server engine option\(s\) \['urll'\]"):
+        make_rollout_engine(ModelConfig(engine_options='{"url": "http://x", "urll": 1}'), policy=None)
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with pytest.raises(BackendError, match="no vLLM server answers.*VLLM_SERVER_DEV_MODE=1"):
+        make_rollout_engine(ModelConfig(engine_options=json.dumps({"url": url, "timeout": 5})), policy=None)
+
+
+def test_weights_are_written_once_per_name_with_tied_tensors(tmp_path):
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import load_file
+
+    from agents.vllm_server import write_safetensors
+
+    emb = torch.arange(6.0).reshape(2, 3)
+    folder = write_safetensors([("embed.weight", emb), ("lm_head.weight", emb), ("norm", torch.ones(3))],
+                               tmp_path / "w")
+    back = load_file(str(folder / "model.safetensors"))
+    assert sorted(back) == ["embed.weight", "lm_head.weight", "norm"]   # vLLM's reload needs the tied head too
+    assert torch.equal(back["lm_head.weight"], emb) and torch.equal(back["embed.weight"], emb)
+    assert not (tmp_path / "w.tmp").exists()
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tmp_path_factory):
+    """A vLLM OpenAI-compatible server (developer routes, raw log-probs) serving the tiny model."""
+    pytest.importorskip("vllm")
+    import time
+
+    import httpx
+
+    from agents.tiny import build_tiny
+    from opid_gym.distributed import free_port
+
+    cache = tmp_path_factory.mktemp("cache")
+    folder = build_tiny(cache)
+    port = free_port()
+    env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1", "OPID_GYM_CACHE": str(cache)}
+    log = open(tmp_path_factory.mktemp("server") / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder),
+                             "--dtype", "float32", "--max-model-len", "1024", "--kv-cache-memory-bytes", "268435456",
+                             "--logprobs-mode", "raw_logprobs", "--enforce-eager", "--host", "127.0.0.1",
+                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the vLLM server exited with {proc.returncode}; see {log.name}")
+        try:
+            if httpx.get(url + "/v1/models", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(2)
+    else:
+        proc.kill()
+        pytest.fail("the vLLM server did not start within 300 s")
+    yield url, cache
+    proc.terminate()
+    proc.wait(timeout=60)
+    log.close()
+
+
+@pytest.mark.slow
+def test_training_through_a_separate_vllm_server(vllm_server, tmp_path, monkeypatch):
+    from opid_gym.cli import main
+
+    url, cache = vllm_server
+    letters.register()
+    monkeypatch.setenv("OPID_GYM_CACHE", str(cache))   # the run trains the folder the server serves
+    monkeypatch.setenv("OPID_GYM_RESULTS", str(tmp_path / "results.sqlite"))
+    args = [*ARGS[: ARGS.index("model.rollout_engine=vllm") - 1], "--set", "model.rollout_engine=vllm-server",
+            "--set", f"model.engine_options={json.dumps({'url': url, 'sync_dir': str(tmp_path / 'sync')})}",
+            "--set", "rollout.old_logp=sampler", "--no-progress"]
+    for name in ("first", "second"):  # the second run finds the server holding the first run's final weights
+        assert main([*args, "--out", str(tmp_path / name)]) == 0
+        records = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in records] == [1, 2]
+        for r in records:
+            assert r["sync/drift_mean_abs"] < 1e-4 and r["rollout/tokens_generated"] > 0
+            assert r["ratio_mean"] == pytest.approx(1.0, abs=1e-4)  # the server's raw log-probs are π_old
+        assert records[1]["kl"] > 0
+    assert len(list((tmp_path / "sync").iterdir())) == 1  # older weight files are removed
