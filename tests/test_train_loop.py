@@ -148,3 +148,18 @@ def test_kill_and_resume_reaches_the_uninterrupted_state(tmp_path):
         assert sa["final_eval"][key] == sb["final_eval"][key]
     assert sa["budget"]["tokens_generated"] == sb["budget"]["tokens_generated"]
     assert sa["budget"]["env_steps"] == sb["budget"]["env_steps"]
+
+
+@pytest.mark.slow
+def test_smoke_preset_on_alfworld(tmp_path, alfworld_data):
+    """The acceptance command: `opid-bench run --learner grpo --env alfworld-unseen --preset smoke`."""
+    out = tmp_path / "run"
+    code = main(["--data-root", str(alfworld_data), "run", "--learner", "grpo", "--env", "alfworld-unseen",
+                 "--preset", "smoke", "--out", str(out), "--no-progress"])
+    assert code == 0
+    records = _metrics(out)
+    assert [r["step"] for r in records] == [1, 2]
+    assert all(r["rollout/episodes"] == 4 and r["rollout/env_steps"] > 0 for r in records)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["final_eval"]["benchmark"] == "alfworld-unseen" and summary["final_eval"]["episodes"] == 2
+    assert (out / "eval" / "final" / "trajectories.jsonl").is_file()
