@@ -163,3 +163,18 @@ def test_smoke_preset_on_alfworld(tmp_path, alfworld_data):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["final_eval"]["benchmark"] == "alfworld-unseen" and summary["final_eval"]["episodes"] == 2
     assert (out / "eval" / "final" / "trajectories.jsonl").is_file()
+
+
+def test_resume_before_the_first_checkpoint_starts_over(tmp_path):
+    """A run killed before its first checkpoint: resume trains from step 1 and drops stale lines."""
+    from opid_gym.config import config_to_dict, resolve_config
+
+    cfg = resolve_config("grpo", "toy", preset="smoke", set_items=["rollout.max_new_tokens=8"])
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps(config_to_dict(cfg)))
+    (out / "metrics.jsonl").write_text('{"step": 1, "stale": true}\n{"step": 2, "cut')
+    assert main(["resume", str(out), "--no-progress"]) == 0
+    records = _metrics(out)
+    assert [r["step"] for r in records] == [1, 2] and not any("stale" in r for r in records)
+    assert (out / "summary.json").is_file()
