@@ -122,6 +122,10 @@ class TrainablePolicy(Protocol):
         ...
 
 
+class BackendError(RuntimeError):
+    """A model backend failed for good (an API after its retries, an engine): the CLI prints it as one line."""
+
+
 class WeightSyncError(RuntimeError):
     """The rollout engine's log-probs disagree with the trainer's after a weight load."""
 

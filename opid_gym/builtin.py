@@ -24,6 +24,7 @@ ENVS: list[tuple[str, str, dict, str]] = [
     ("alfworld-unseen", ALFWORLD, {"split": "valid_unseen"}, "ALFWorld eval_out_of_distribution (valid_unseen, 134 games)"),
     ("webshop-train", WEBSHOP, {"split": "train"}, "WebShop training goals (1000-product catalogue)"),
     ("webshop-eval", WEBSHOP, {"split": "eval"}, "WebShop evaluation goals (fixed seeded list)"),
+    ("webshop-human", WEBSHOP, {"split": "human"}, "WebShop human-written goals of the 1000-product catalogue (13)"),
     ("searchqa-train", SEARCHQA, {"dataset": "train"}, "Search QA training questions (NQ + HotpotQA)"),
     ("searchqa", SEARCHQA, {"dataset": "all"}, "Search QA evaluation, all seven data sets"),
     *[
@@ -50,7 +51,14 @@ BENCHMARKS: list[Benchmark] = [
               description="ALFWorld seen split, 50 steps, history 2 (SDAR/GiGPO protocol)", **_ALF),
     Benchmark("webshop", "opid/webshop-eval", "opid/webshop-train", max_steps=15, history_length=2,
               invalid_penalty=0.1, max_prompt_tokens=4096,
-              description="WebShop 1000-product shop, fixed evaluation goals, 15 steps"),
+              description="WebShop 1000-product shop, 500 fixed seeded synthetic goals, each once, 15 steps"),
+    Benchmark("webshop-values", "opid/webshop-eval", "opid/webshop-train", max_steps=15, history_length=2,
+              invalid_penalty=0.1, max_prompt_tokens=4096, env_kwargs={"option_match": "values"},
+              train_env_kwargs={"option_match": "values"},
+              description="WebShop as `webshop`, options scored value-to-value (every goal winnable; not the released reward)"),
+    Benchmark("webshop-human", "opid/webshop-human", "opid/webshop-train", max_steps=15, history_length=2,
+              invalid_penalty=0.1, max_prompt_tokens=4096,
+              description="WebShop 1000-product shop, the 13 human-written goals, each once, 15 steps"),
     Benchmark("searchqa", "opid/searchqa", overall="types",
               description="Search QA: NQ, TriviaQA, PopQA, HotpotQA, 2Wiki, MuSiQue, Bamboogle (average over data sets)",
               **_SEARCH),
@@ -59,6 +67,10 @@ BENCHMARKS: list[Benchmark] = [
         for d in SEARCHQA_DATASETS
     ],
 ]
+
+# Resolves a benchmark's protocol (id, content hash) for result records; see
+# benchmarks/protocols.py. Called lazily by evaluate() and the results store.
+PROTOCOL_RESOLVER = "benchmarks.protocols:protocol_stamp"
 
 # ------------------------------------------------------------------------ agents
 # Scripted agents by name; model agents by prefix ("hf:<model>", ...).

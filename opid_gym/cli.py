@@ -46,10 +46,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if args.what == "envs":
         for eid in registry.env_ids():
             print(f"{eid:32s} {registry.env_description(eid)}")
-    elif args.what == "benchmarks":
-        for name in opid_gym.BENCHMARKS:
-            b = opid_gym.BENCHMARKS.get(name)
-            print(f"{name:22s} env={b.env_id:26s} steps={b.max_steps:<3d} {b.description}")
+    elif args.what == "benchmarks":  # with protocol ids and hashes (benchmarks/protocols.py)
+        return _benchmarks_command("list_benchmarks")(getattr(args, "data_root", None))
     elif args.what == "agents":
         for name in opid_gym.AGENTS:
             print(f"{name:22s} {opid_gym.AGENTS.description(name)}")
@@ -70,6 +68,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _add_check_env(p: argparse.ArgumentParser) -> None:
     p.add_argument("env_id", nargs="?", help="environment id (default: every registered id)")
     p.add_argument("--all", action="store_true", help="check every registered id")
+    p.add_argument("--env-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="environment option, e.g. retriever=pyserini (repeatable)")
 
 
 def _cmd_check_env(args: argparse.Namespace) -> int:
@@ -79,7 +79,7 @@ def _cmd_check_env(args: argparse.Namespace) -> int:
     ids = registry.env_ids() if (args.all or not args.env_id) else [args.env_id]
     failed = 0
     for eid in ids:
-        results = check_env(eid, **_data_kwargs(args, eid))
+        results = check_env(eid, **_data_kwargs(args, eid), **_env_options(eid, args))
         ok = all(r.ok for r in results)
         failed += not ok
         print(f"{'PASS' if ok else 'FAIL'}  {eid}")
@@ -93,7 +93,8 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent", required=True, help="random | expert | hf:<model> | vllm:<model> | openai:<model>")
     p.add_argument("--env", required=True, help="benchmark id (see `opid-bench list benchmarks`)")
     p.add_argument("--episodes", "--limit", dest="limit", type=int, default=None,
-                   help="evaluate a fixed seeded subset of this many tasks (default: all, each once)")
+                   help="evaluate a fixed seeded subset of this many tasks (default: all, each once); "
+                        "per task type where the benchmark averages types (searchqa: per data set)")
     p.add_argument("--workers", type=int, default=0, help="environment worker processes (0: in-process)")
     p.add_argument("--max-concurrent", type=int, default=32,
                    help="episodes running at once (results do not depend on it; default 32)")
@@ -104,6 +105,14 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--agent-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="agent option, e.g. temperature=0.4 (repeatable)")
+    p.add_argument("--base-url", default=None,
+                   help="openai:<model> agents: API root, e.g. http://127.0.0.1:8000/v1 (default: OpenAI's)")
+    p.add_argument("--api-key", default=None,
+                   help=f"openai:<model> agents: API key (default: --api-key-file, else ${API_KEY_ENV})")
+    p.add_argument("--api-key-file", default=None, help="openai:<model> agents: file holding the API key")
+    p.add_argument("--no-record", action="store_true", help="do not append the result to the results database")
+    p.add_argument("--env-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="environment option, e.g. retriever=pyserini (repeatable; part of the protocol)")
 
 
 def _parse_kv(items: list[str]) -> dict[str, Any]:
@@ -119,6 +128,20 @@ def _parse_kv(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _env_options(env_id: str, args: argparse.Namespace) -> dict[str, Any]:
+    """``--env-opt`` as constructor kwargs, checked by building the env once."""
+    from opid_gym.registry import make
+
+    opts = _parse_kv(getattr(args, "env_opt", []))
+    if not opts:
+        return {}
+    try:
+        make(env_id, **_data_kwargs(args, env_id), **opts).close()
+    except (TypeError, ValueError) as exc:
+        raise CLIError(f"bad --env-opt for {env_id}: {str(exc).splitlines()[0]}") from None
+    return opts
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from opid_gym.agent import make_agent
     from opid_gym.evaluate import evaluate
@@ -126,16 +149,48 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     bench = _benchmark(args.env)
     if args.max_steps is not None:
         bench = bench.with_overrides(max_steps=args.max_steps)
-    agent = make_agent(args.agent, **_agent_options(args, bench))
+    env_opts = _env_options(bench.env_id, args)
+    if env_opts:  # environment options are part of the protocol (and of its hash)
+        bench = bench.with_overrides(env_kwargs={**bench.env_kwargs, **env_opts})
+    options = _agent_options(args, bench)
+    try:
+        agent = make_agent(args.agent, **options)
+    except ImportError as exc:
+        raise CLIError(str(exc)) from exc
+    except (TypeError, ValueError, FileNotFoundError) as exc:
+        raise CLIError(f"cannot build agent {args.agent!r}: {exc}") from exc
     summary, _ = evaluate(
         bench, agent, agent_name=args.agent, env_kwargs=_data_kwargs(args, bench.env_id), limit=args.limit,
         workers=args.workers, seed=args.seed, max_concurrent=args.max_concurrent, out_dir=args.out,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
     _print_summary(summary)
+    usage = getattr(agent, "usage", None)
+    if usage is not None:
+        print(f"API usage: {usage.calls} calls, {usage.failures} failed, {usage.prompt_tokens} prompt tokens, "
+              f"{usage.completion_tokens} completion tokens")
+    if not args.no_record:
+        db = _record_eval(args, summary, {k: ("<redacted>" if k == "api_key" else v) for k, v in options.items()})
+        print(f"protocol {summary.protocol_id}#{summary.protocol_hash}; recorded in {db}")
     if args.json:
         print(json.dumps(summary.to_dict()))
     return 0
+
+
+def _record_eval(args: argparse.Namespace, summary: Any, agent_options: dict[str, Any]) -> Path:
+    """Append this evaluation to the results store (opid_gym/results.py)."""
+    from opid_gym.results import ResultsStore, eval_record, resolve_results_path
+
+    config = {
+        "command": "eval", "benchmark": args.env, "agent": args.agent, "agent_options": agent_options,
+        "limit": args.limit, "max_steps": args.max_steps, "seed": args.seed, "workers": args.workers,
+        "max_concurrent": args.max_concurrent,
+    }
+    record = eval_record(summary.to_dict(), agent=args.agent, config=config, workers=args.workers,
+                         source=str(args.out) if args.out else None)
+    store = ResultsStore(resolve_results_path(getattr(args, "results_db", None)))
+    store.append(record)
+    return store.path
 
 
 def _agent_options(args: argparse.Namespace, bench: Any) -> dict[str, Any]:
@@ -143,7 +198,30 @@ def _agent_options(args: argparse.Namespace, bench: Any) -> dict[str, Any]:
     if ":" in args.agent:  # model agents sample with the protocol's validation settings
         opts.update(temperature=bench.temperature, top_p=bench.top_p, max_new_tokens=bench.max_new_tokens,
                     max_prompt_tokens=bench.max_prompt_tokens)
+    if args.agent.startswith("openai:"):
+        opts.update(_api_options(args))
+    elif args.base_url or args.api_key or args.api_key_file:
+        raise CLIError("--base-url/--api-key/--api-key-file apply to openai:<model> agents only")
     opts.update(_parse_kv(args.agent_opt))
+    return opts
+
+
+API_KEY_ENV = "OPENAI_API_KEY"
+"""Read by the CLI only (never by library code), when neither --api-key nor --api-key-file is given."""
+
+
+def _api_options(args: argparse.Namespace) -> dict[str, Any]:
+    import os
+
+    opts: dict[str, Any] = {}
+    if args.base_url:
+        opts["base_url"] = args.base_url
+    if args.api_key:
+        opts["api_key"] = args.api_key
+    elif args.api_key_file:
+        opts["api_key_file"] = args.api_key_file
+    elif os.environ.get(API_KEY_ENV):
+        opts["api_key"] = os.environ[API_KEY_ENV]
     return opts
 
 
@@ -180,6 +258,44 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return download(args.dataset, root)
 
 
+# ------------------------------------------- leaderboard, report, compare, results
+# Bodies in benchmarks/commands.py, loaded only when one of these commands runs.
+def _benchmarks_command(name: str) -> Callable[..., int]:
+    from opid_gym.registry import load_object
+
+    return load_object(f"benchmarks.commands:{name}")
+
+
+def _add_leaderboard(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--env", default=None, help="benchmark id (default: every benchmark with results)")
+    p.add_argument("--format", default="table", choices=["table", "md", "csv", "html"])
+    p.add_argument("--protocol", default=None, metavar="HASH", help="keep only results of this protocol hash")
+    p.add_argument("--allow-mixed", action="store_true", help="rank results of different protocol hashes together")
+    p.add_argument("--references", default="main", choices=["main", "all", "none"],
+                   help="published paper rows: main tables, all (with ablations), none")
+    p.add_argument("--out", type=Path, default=None, help="write to this file instead of stdout")
+
+
+def _add_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, help="a run folder (opid-bench run) or an eval folder (eval --out)")
+    p.add_argument("--out", type=Path, default=None, help="output file (default: RUN_DIR/report.html)")
+    p.add_argument("--max-trajectories", type=int, default=12, help="trajectories per viewer source")
+    p.add_argument("--max-rollout-steps", type=int, default=4, help="training steps offered in the viewer")
+
+
+def _add_compare(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_a", type=Path, help="run folder or eval folder A")
+    p.add_argument("run_b", type=Path, help="run folder or eval folder B (differences are B - A)")
+    p.add_argument("--tag-a", default=None, help="eval tag of A (default: final, else the last)")
+    p.add_argument("--tag-b", default=None, help="eval tag of B (default: final, else the last)")
+    p.add_argument("--allow-mixed", action="store_true", help="compare runs of different protocol hashes")
+    p.add_argument("--format", default="table", choices=["table", "json"])
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+
+
+def _add_results(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["list"], help="list the stored records")
+    p.add_argument("--env", default=None, help="only this benchmark")
 def _add_run(p: argparse.ArgumentParser) -> None:
     from opid_gym.train import add_run_arguments
 
@@ -209,31 +325,44 @@ COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callab
     ("check-env", "run Gymnasium's checker and the text contract on environments", _add_check_env, _cmd_check_env),
     ("eval", "evaluate an agent on a benchmark's evaluation split", _add_eval, _cmd_eval),
     ("data", "show which data sets are present, or download one", _add_data, _cmd_data),
+    ("leaderboard", "rank learners x models on a benchmark protocol, beside published numbers", _add_leaderboard,
+     lambda args: _benchmarks_command("leaderboard")(args)),
+    ("report", "write a self-contained HTML report of a run folder", _add_report,
+     lambda args: _benchmarks_command("report")(args)),
+    ("compare", "metric differences between two runs, with 95%% confidence intervals", _add_compare,
+     lambda args: _benchmarks_command("compare")(args)),
+    ("results", "show the results database", _add_results, lambda args: _benchmarks_command("results")(args)),
     ("run", "train a learner on a benchmark and evaluate it (writes a run folder)", _add_run, _cmd_run),
     ("resume", "continue a killed run from its last checkpoint", _add_resume, _cmd_resume),
 ]
 
 
+_RESULTS_HELP = "results database (default: $OPID_GYM_RESULTS, else ~/.cache/opid-gym/results.sqlite)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="opid-bench", description="opid-gym: train and evaluate LLM agents.")
     parser.add_argument("--data-root", default=None, help=f"benchmark data folder (default: ${ENV_VAR})")
+    parser.add_argument("--results-db", default=None, help=_RESULTS_HELP)
     subs = parser.add_subparsers(dest="command", required=True)
     for name, help_text, add, cmd in COMMANDS:
-        p = subs.add_parser(name, help=help_text, description=help_text)
+        p = subs.add_parser(name, help=help_text, description=help_text.replace("%%", "%"))
         p.add_argument("--data-root", default=argparse.SUPPRESS, help=f"benchmark data folder (default: ${ENV_VAR})")
+        p.add_argument("--results-db", default=argparse.SUPPRESS, help=_RESULTS_HELP)
         add(p)
         p.set_defaults(func=cmd)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from opid_gym.backend import BackendError
     from opid_gym.data import DataNotFoundError
     from opid_gym.registry import UnknownNameError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CLIError, UnknownNameError, DataNotFoundError) as exc:
+    except (CLIError, UnknownNameError, DataNotFoundError, BackendError) as exc:
         print(f"opid-bench: error: {exc}", file=sys.stderr)
         return 2
 

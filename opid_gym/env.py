@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -87,6 +88,9 @@ class TextEnv(gym.Env[str, str]):
     """Name of the response parser in :mod:`opid_gym.parsing` for this family."""
     prompt: ClassVar[Any] = None
     """The family's :class:`~opid_gym.history.PromptTemplate`."""
+    score_packages: ClassVar[tuple[str, ...]] = ()
+    """Distributions whose versions can change this family's scores (e.g. the game
+    engine); their installed versions enter the benchmark protocol hash."""
 
     def __init__(self, *, max_steps: int = 30, render_mode: str | None = None) -> None:
         if max_steps < 1:
@@ -119,6 +123,15 @@ class TextEnv(gym.Env[str, str]):
     def expert_action(self) -> str | None:
         """The next action of the environment's expert, where the family has one."""
         return None
+
+    def data_files(self) -> dict[str, Path]:
+        """The data files this split's scores depend on: stable name -> path.
+
+        Names must not depend on where the data root lives (use paths relative to it),
+        so the same data gives the same benchmark protocol hash on every machine.
+        ``benchmarks/protocols.py`` hashes the files' contents. Default: none.
+        """
+        return {}
 
     def close_task(self) -> None:
         """Release what the current task holds (engine processes, files)."""

@@ -3,7 +3,9 @@
 The task list is the split's full list in its fixed order, each task ``num_seeds``
 times (one seed each). ``limit`` takes a fixed subset: the first ``limit`` tasks of a
 permutation drawn with a constant seed, so every agent evaluated with the same limit
-sees the same tasks. Episode seeds derive from (run seed, task, repeat) only, so
+sees the same tasks. For benchmarks whose overall number averages task types
+(``overall="types"``, e.g. search QA's seven data sets) the subset is stratified:
+``limit`` tasks of each type, so every type is evaluated. Episode seeds derive from (run seed, task, repeat) only, so
 results do not depend on worker counts or batch sizes.
 """
 
@@ -38,12 +40,32 @@ def count_tasks(env_id: str, env_kwargs: dict[str, Any]) -> int:
         env.close()
 
 
-def eval_task_indices(num_tasks: int, limit: int | None = None) -> list[int]:
-    """All tasks, or a fixed seeded subset of ``limit`` tasks (sorted)."""
+def eval_task_indices(num_tasks: int, limit: int | None = None, types: Sequence[str] | None = None) -> list[int]:
+    """All tasks, or a fixed seeded subset of ``limit`` tasks (sorted).
+
+    With ``types`` (the task type of every task), ``limit`` tasks of each type are taken,
+    each type's subset drawn as above from that type's tasks.
+    """
     if limit is None or limit >= num_tasks:
         return list(range(num_tasks))
+    if types is not None:
+        by_type: dict[str, list[int]] = defaultdict(list)
+        for i, t in enumerate(types):
+            by_type[t].append(i)
+        return sorted(members[j] for members in by_type.values()
+                      for j in eval_task_indices(len(members), limit))
     perm = np.random.default_rng(SUBSET_SEED).permutation(num_tasks)
     return sorted(int(i) for i in perm[:limit])
+
+
+def task_types(env_id: str, env_kwargs: dict[str, Any]) -> list[str] | None:
+    """The task type of every task, where the env lists them (``task_types()``)."""
+    env = make(env_id, **env_kwargs)
+    try:
+        fn = getattr(env.unwrapped, "task_types", None)
+        return list(fn()) if callable(fn) else None
+    finally:
+        env.close()
 
 
 def eval_episodes(task_indices: Sequence[int], num_seeds: int, seed: int) -> list[EpisodeSpec]:
@@ -84,6 +106,8 @@ class EvalSummary:
     generated_tokens: int = 0
     seed: int = 0
     limit: int | None = None
+    protocol_id: str | None = None
+    protocol_hash: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,8 +185,10 @@ def evaluate(
     cls = env_class(benchmark.env_id)
     kwargs = {**benchmark.eval_env_kwargs(), **(env_kwargs or {})}
     num_tasks = count_tasks(benchmark.env_id, kwargs)
+    protocol = resolve_protocol(benchmark, env_kwargs=env_kwargs, limit=limit)
     with make_pool(benchmark.env_id, kwargs, workers=workers, with_expert=agent.needs_expert) as pool:
-        specs = eval_episodes(eval_task_indices(num_tasks, limit), benchmark.num_seeds, seed)
+        types = task_types(benchmark.env_id, kwargs) if limit is not None and benchmark.overall == "types" else None
+        specs = eval_episodes(eval_task_indices(num_tasks, limit, types), benchmark.num_seeds, seed)
         stats = RolloutStats()
         bar = _progress(len(specs)) if progress else None
         done: list[Trajectory] = []
@@ -189,11 +215,22 @@ def evaluate(
             bar.close()
     summary = summarize(trajs, benchmark=benchmark, agent=agent_name or agent.name, seconds=seconds,
                         stats=stats, seed=seed, limit=limit)
+    summary.protocol_id, summary.protocol_hash = protocol
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_trajectories(out_dir / "trajectories.jsonl", trajs)
         (out_dir / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
     return summary, trajs
+
+
+def resolve_protocol(
+    benchmark: Benchmark, *, env_kwargs: dict[str, Any] | None = None, limit: int | None = None
+) -> tuple[str, str]:
+    """The benchmark's protocol ``(id, hash)`` (``benchmarks/protocols.py``, loaded lazily)."""
+    from opid_gym.builtin import PROTOCOL_RESOLVER
+    from opid_gym.registry import load_object
+
+    return load_object(PROTOCOL_RESOLVER)(benchmark, env_kwargs=env_kwargs, limit=limit)
 
 
 def _progress(total: int) -> Any:

@@ -41,9 +41,20 @@ class PromptTemplate:
     instruction: str
     system: str | None = None
     separator: str = "\n"
+    history_actions: str | None = None
+    """How past actions are shown: None = the environment action as executed
+    (``go to desk 1``); an action-format name (``search_answer``) = as the model writes
+    it (``<search>q</search>``), for families whose env actions differ from the tags."""
 
     def render_task(self, task: str) -> str:
         return self.task_line.format(task=task)
+
+    def show_action(self, action: str) -> str:
+        if self.history_actions is None:
+            return action
+        from opid_gym.parsing import action_tag
+
+        return action_tag(action, self.history_actions)
 
 
 @dataclass
@@ -77,7 +88,7 @@ def _single_message(
     parts = [template.intro, template.render_task(view.task)]
     if pairs:
         parts.append(template.history_header.format(n=view.step, k=len(pairs)))
-        parts.extend(template.turn.format(i=i + 1, observation=o, action=a) for i, o, a in pairs)
+        parts.extend(template.turn.format(i=i + 1, observation=o, action=template.show_action(a)) for i, o, a in pairs)
         parts.append(template.current.format(step=view.step + 1, observation=view.observation))
     else:
         parts.append(template.first_current.format(step=view.step + 1, observation=view.observation))
@@ -122,7 +133,7 @@ class TokenBudgetHistory:
         used = 0
         for i in range(len(view.history) - 1, -1, -1):
             o, a = view.history[i]
-            cost = self.count(template.turn.format(i=i + 1, observation=o, action=a))
+            cost = self.count(template.turn.format(i=i + 1, observation=o, action=template.show_action(a)))
             if used + cost > self.budget:
                 break
             used += cost
@@ -150,7 +161,8 @@ class ChatHistory:
             return messages
         messages.append({"role": "user", "content": template.separator.join(head)})
         for i, (_, action) in enumerate(view.history):
-            messages.append({"role": "assistant", "content": f"<action>{action}</action>"})
+            shown = template.show_action(action) if template.history_actions else f"<action>{action}</action>"
+            messages.append({"role": "assistant", "content": shown})
             obs = view.history[i + 1][0] if i + 1 < len(view.history) else view.observation
             body = [template.current.format(step=i + 2, observation=obs)]
             if i + 1 == len(view.history):

@@ -25,6 +25,7 @@ _ACTION = re.compile(r"<action>(.*?)</action>", re.DOTALL | re.IGNORECASE)
 _SEARCH = re.compile(r"<search>(.*?)</search>", re.DOTALL | re.IGNORECASE)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _FALLBACK_CHARS = 100
+_TAG = re.compile(r"</?\s*[A-Za-z][\w-]*\s*/?>")  # an XML-like tag (not WebShop's "< Prev" / "Next >")
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def parse_think_action(response: str, *, lowercase: bool = False) -> ParsedActio
         return ParsedAction(act or _fallback(text), False, "missing <think>…</think>", None)
     if not act:
         return ParsedAction(_fallback(text), False, "empty action", think_text)
-    if "<" in act or ">" in act:
+    if _TAG.search(act):
         return ParsedAction(act, False, "tag inside action", think_text)
     return ParsedAction(act, True, None, think_text)
 
@@ -104,6 +105,14 @@ def get_parser(name: str) -> Callable[[str], ParsedAction]:
         return PARSERS[name]
     except KeyError:
         raise KeyError(f"unknown action format {name!r}; known: {sorted(PARSERS)}") from None
+
+
+def action_tag(action: str, action_format: str) -> str:
+    """The action as the model writes it, without reasoning (``<search>q</search>``...)."""
+    if action_format == "search_answer":
+        m = re.fullmatch(r"(search|answer)\[(.*)\]", action, re.DOTALL)
+        return f"<{m.group(1)}>{m.group(2)}</{m.group(1)}>" if m else action
+    return f"<action>{action}</action>"
 
 
 def format_action(action: str, action_format: str, think: str = "") -> str:

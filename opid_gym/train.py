@@ -713,14 +713,12 @@ def add_run_arguments(p: Any) -> None:
     p.add_argument("--set", dest="set_items", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value, e.g. --set optim.lr=1e-5 (repeatable)")
     p.add_argument("--out", default=None, help="run folder (default: runs/<benchmark>-<learner>-<time>)")
-    p.add_argument("--results-db", default=None, help="results database (default: $OPID_GYM_RESULTS)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per step instead)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
 def add_resume_arguments(p: Any) -> None:
     p.add_argument("run_dir", help="the run folder of a killed or stopped run")
-    p.add_argument("--results-db", default=None, help="results database (default: $OPID_GYM_RESULTS)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per step instead)")
 
 
@@ -754,7 +752,7 @@ def cmd_run(args: Any) -> int:
         raise CLIError(f"{run_dir} already holds a run; continue it with `opid-bench resume {run_dir}` "
                        "or choose another --out")
     try:
-        Run(cfg, run_dir, progress=_progress(args), results_db=args.results_db).train()
+        Run(cfg, run_dir, progress=_progress(args), results_db=getattr(args, "results_db", None)).train()
     except RunError as exc:
         raise CLIError(str(exc)) from None
     except KeyboardInterrupt:
@@ -777,7 +775,7 @@ def cmd_resume(args: Any) -> int:
         cfg = dataclasses.replace(cfg, env=dataclasses.replace(
             cfg.env, data_root=str(Path(args.data_root).expanduser().resolve())))
     try:
-        Run(cfg, run_dir, resume=True, progress=_progress(args), results_db=args.results_db).train()
+        Run(cfg, run_dir, resume=True, progress=_progress(args), results_db=getattr(args, "results_db", None)).train()
     except RunError as exc:
         raise CLIError(str(exc)) from None
     except KeyboardInterrupt:

@@ -8,6 +8,7 @@ need a data set that is absent are skipped with the reason, never silently passe
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,9 @@ if not os.environ.get("OPID_GYM_DATA"):
     candidate = ROOT.parent / "shared" / "data"
     if candidate.is_dir():
         os.environ["OPID_GYM_DATA"] = str(candidate)
+
+# `eval` and `run` record results: tests never write into a real results database
+os.environ["OPID_GYM_RESULTS"] = str(Path(tempfile.mkdtemp(prefix="opid-results-")) / "results.sqlite")
 
 try:  # the machine is shared: keep torch to one thread in tests
     import torch

@@ -77,3 +77,14 @@ def test_make_history_by_name() -> None:
         assert "unknown history manager" in str(exc)
     else:
         raise AssertionError("expected KeyError")
+
+
+def test_search_history_shows_actions_as_the_model_writes_them() -> None:
+    from environments.searchqa.prompt import SEARCHQA_PROMPT
+
+    view = EpisodeView(task="who wrote hamlet?", observation="<information>Doc 1 ...</information>", step=1,
+                       history=[("who wrote hamlet?", "search[hamlet author]")])
+    text = WindowHistory(length=4).render(SEARCHQA_PROMPT, view)[0]["content"]
+    assert "<search>hamlet author</search>" in text and "search[hamlet author]" not in text
+    chat = ChatHistory().render(SEARCHQA_PROMPT, view)
+    assert chat[1] == {"role": "assistant", "content": "<search>hamlet author</search>"}

@@ -54,6 +54,7 @@ class ALFWorldEnv(TextEnv):
     action_format = "think_action_lower"
     prompt = ALFWORLD_PROMPT
     metric_keys: tuple[str, ...] = ()
+    score_packages = ("alfworld", "textworld", "fast-downward-textworld")
 
     def __init__(
         self,
@@ -85,6 +86,17 @@ class ALFWorldEnv(TextEnv):
 
     def task_types(self) -> list[str]:
         return [g.task_type for g in self.games]
+
+    def data_files(self) -> dict[str, Path]:
+        """Each game's ``game.tw-pddl`` (the game itself, with its walkthrough) and its
+        ``traj_data.json`` where present (the task type), named by task id."""
+        files: dict[str, Path] = {}
+        for g in self.games:
+            files[f"{g.task_id}/game.tw-pddl"] = g.path
+            traj = g.path.parent / "traj_data.json"
+            if traj.exists():
+                files[f"{g.task_id}/traj_data.json"] = traj
+        return files
 
     def _load_task(self, index: int, rng: np.random.Generator) -> TaskState:
         textworld, demangler, infos_wrapper = _import_engine()

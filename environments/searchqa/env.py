@@ -1,0 +1,193 @@
+"""The search-QA environment: answer a question, searching a passage corpus on the way.
+
+Each turn the agent's response is parsed by the ``search_answer`` parser into one
+action (see :mod:`opid_gym.parsing`):
+
+* ``search[query]``: the retriever's top-3 passages come back as numbered documents
+  (title and text) inside ``<information>…</information>``;
+* ``answer[text]``: the episode ends (``terminated``) with reward 1.0 when the answer
+  matches a gold answer exactly after normalisation (:mod:`.answers`), else 0.0;
+* anything else (the parser's ``""`` for an invalid response: no tag, both tags, a
+  repeated tag, an empty search) is an invalid turn: the observation says how to act
+  and the turn is used up.
+
+The step limit (4 turns in the benchmarks) ends an unanswered episode with
+``truncated=True`` and reward 0. Raw tagged text (``"<search>q</search>"``) is also
+accepted as an action, for users who step the env by hand.
+
+``task_type`` is the data set name, so a benchmark's per-type table is the per-data-set
+table and ``overall="types"`` gives the average over data sets; ``info["question_type"]``
+says single-hop or multi-hop.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from environments.searchqa.answers import exact_match, token_f1
+from environments.searchqa.datasets import (
+    DATASETS, DEFAULT_MAX_QUESTIONS, TRAIN_DATASETS, Question, eval_questions, train_questions,
+)
+from environments.searchqa.prompt import SEARCHQA_PROMPT
+from environments.searchqa.retrievers import Retriever, RetrieverConfig, format_hits, get_retriever
+from opid_gym.env import TaskState, TextEnv, Transition
+from opid_gym.parsing import parse_search_answer
+
+INVALID_OBSERVATION = (
+    "Your previous response was not a valid action. To search, put a query inside <search> </search>; "
+    "to answer, put the answer inside <answer> </answer>. Use exactly one of the two tags, once."
+)
+_ACTION = re.compile(r"\s*(search|answer)\[(.*)\]\s*", re.DOTALL | re.IGNORECASE)
+
+
+def parse_env_action(action: str) -> tuple[str, str]:
+    """``("search", query)``, ``("answer", text)`` or ``("invalid", "")``."""
+    text = str(action)
+    m = _ACTION.fullmatch(text)
+    if m is None and "<" in text:  # a raw response: parse its tags
+        parsed = parse_search_answer(text)
+        if not parsed.valid:
+            return "invalid", ""
+        m = _ACTION.fullmatch(parsed.action)
+    if m is None:
+        return "invalid", ""
+    kind, arg = m.group(1).lower(), " ".join(m.group(2).split())
+    if kind == "search" and not arg:
+        return "invalid", ""
+    return kind, arg
+
+
+class SearchQAEnv(TextEnv):
+    """Search-based question answering.
+
+    Args:
+        dataset: one of ``nq, triviaqa, popqa, hotpotqa, 2wiki, musique, bamboogle``;
+            ``all`` (the seven evaluation lists one after another); ``train``.
+        data_root: the data root (see :mod:`opid_gym.data`).
+        max_steps: turns per episode (4 in the benchmarks).
+        max_questions: evaluation lists longer than this are cut to a fixed seeded subset
+            (None: every question).
+        question_files: ``{data set: file}`` overriding where evaluation questions come from.
+        train_datasets / train_files: the training mix (``dataset="train"``) and file overrides.
+        retriever: ``bm25s`` (default), ``pyserini`` or ``dense``.
+        corpus: a JSONL passage corpus; None = the offline HotpotQA corpus.
+        index_dir: where indexes are built and cached (default ``~/.cache/opid-gym/search_index``).
+        encoder: the dense encoder (``minilm`` = the packaged all-MiniLM-L6-v2, ``e5-base-v2``, a path).
+        faiss_index: a prebuilt flat FAISS index aligned with ``corpus`` (dense only).
+        lucene_index: a prebuilt Lucene index whose docids are ``corpus`` line numbers (pyserini only).
+        top_k: passages per search.
+        device: the dense encoder's torch device.
+    """
+
+    family = "searchqa"
+    action_format = "search_answer"
+    prompt = SEARCHQA_PROMPT
+    metric_keys: tuple[str, ...] = ("em", "f1", "searches")
+
+    def __init__(
+        self,
+        dataset: str = "all",
+        *,
+        data_root: str | Path | None = None,
+        max_steps: int = 4,
+        max_questions: int | None = DEFAULT_MAX_QUESTIONS,
+        question_files: Mapping[str, str] | None = None,
+        train_datasets: Sequence[str] = TRAIN_DATASETS,
+        train_files: Mapping[str, str] | None = None,
+        retriever: str = "bm25s",
+        corpus: str | None = None,
+        index_dir: str | None = None,
+        encoder: str = "minilm",
+        faiss_index: str | None = None,
+        lucene_index: str | None = None,
+        top_k: int = 3,
+        device: str | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        super().__init__(max_steps=max_steps, render_mode=render_mode)
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        self.dataset = dataset
+        if dataset == "train":
+            lists = train_questions(train_datasets, data_root, files=train_files)
+        elif dataset == "all":
+            lists = [eval_questions(d, data_root, max_questions=max_questions, files=question_files) for d in DATASETS]
+        elif dataset in DATASETS:
+            lists = [eval_questions(dataset, data_root, max_questions=max_questions, files=question_files)]
+        else:
+            raise ValueError(f"unknown search-QA data set {dataset!r}; known: all, train, {', '.join(DATASETS)}")
+        self.sources = {ql.dataset: ql.source for ql in lists}
+        self.questions: list[Question] = [q for ql in lists for q in ql.questions]
+        self.top_k = int(top_k)
+        self.retriever_config = RetrieverConfig(
+            kind=retriever, corpus=corpus, data_root=str(data_root) if data_root else None, index_dir=index_dir,
+            encoder=encoder, faiss_index=faiss_index, lucene_index=lucene_index, device=device,
+        )
+        self._retriever: Retriever | None = None
+        self._question: Question | None = None
+        self._searches = 0
+
+    # --------------------------------------------------------------- family API
+    def _num_tasks(self) -> int:
+        return len(self.questions)
+
+    def task_ids(self) -> list[str]:
+        return [q.task_id for q in self.questions]
+
+    def task_types(self) -> list[str]:
+        return [q.dataset for q in self.questions]
+
+    @property
+    def retriever(self) -> Retriever:
+        """The shared retriever of this env's configuration (built on first use)."""
+        if self._retriever is None:
+            self._retriever = get_retriever(self.retriever_config)
+        return self._retriever
+
+    def _load_task(self, index: int, rng: np.random.Generator) -> TaskState:
+        q = self.questions[index]
+        self._question = q
+        self._searches = 0
+        return TaskState(
+            observation=q.question,
+            task=q.question,
+            task_id=q.task_id,
+            task_type=q.dataset,
+            admissible_actions=None,
+            info={"dataset": q.dataset, "question_type": q.question_type},
+        )
+
+    def _act(self, action: str) -> Transition:
+        q = self._question
+        assert q is not None
+        kind, arg = parse_env_action(action)
+        info: dict[str, Any] = {"dataset": q.dataset, "question_type": q.question_type, "invalid": kind == "invalid"}
+        last_turn = self._steps + 1 >= self.max_steps
+        if kind == "answer":
+            em = exact_match(arg, q.answers)
+            info.update(em=em, f1=token_f1(arg, q.answers), answer=arg, searches=self._searches,
+                        gold_answers=list(q.answers))
+            return Transition(observation=f"Your answer: {arg}", reward=em, done=True, won=em == 1.0, info=info)
+        if kind == "search":
+            self._searches += 1
+            hits = self.retriever.search(arg, self.top_k)
+            info.update(query=arg, passages=[h.index for h in hits])
+            observation = f"<information>\n{format_hits(hits)}\n</information>"
+        else:
+            observation = INVALID_OBSERVATION
+        if last_turn:  # the base class turns this into truncated=True
+            info.update(em=0.0, f1=0.0, searches=self._searches, gold_answers=list(q.answers))
+        return Transition(observation=observation, reward=0.0, done=False, won=False, info=info)
+
+    def expert_action(self) -> str | None:
+        """Search the question first, then answer with the first gold answer."""
+        q = self._question
+        if q is None:
+            return None
+        if self._searches == 0 and self._steps + 1 < self.max_steps:
+            return f"search[{q.question}]"
+        return f"answer[{q.answers[0]}]"

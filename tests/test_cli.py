@@ -1,0 +1,37 @@
+"""Every command has --help, and user errors are one clear line."""
+
+from __future__ import annotations
+
+import pytest
+
+from opid_gym.cli import COMMANDS, build_parser, main
+
+
+def test_top_level_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for name, *_ in COMMANDS:
+        assert name in out
+
+
+@pytest.mark.parametrize("command", [c[0] for c in COMMANDS])
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([command, "--help"])
+    assert exit_.value.code == 0
+    assert "usage: opid-bench" in capsys.readouterr().out
+
+
+def test_unknown_benchmark_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "--agent", "random", "--env", "alfworld-unsen"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("opid-bench: error: unknown benchmark 'alfworld-unsen'") and "alfworld-unseen" in err
+
+
+def test_list_commands_run(capsys: pytest.CaptureFixture[str]) -> None:
+    for what in ("envs", "agents", "learners"):
+        assert main(["list", what]) == 0
+    out = capsys.readouterr().out
+    assert "opid/alfworld-unseen" in out and "grpo" in out and "hf:<model>" in out
