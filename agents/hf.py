@@ -315,10 +315,15 @@ class HFPolicy:
         logits = logits[:, -(R + 1):-1] if self._keeps_logits else logits[:, P - 1:P + R - 1]
         logp, ent = token_logprobs(logits, targets.to(dev), entropy)
         mask = mask.to(dev)
-        return TokenLogprobs(logp * mask, mask, ent * mask if ent is not None else None)
+        real = mask > 0  # where(), not a product: a -inf at a padded position must not become NaN
+        return TokenLogprobs(torch.where(real, logp, 0.0), mask,
+                             torch.where(real, ent, 0.0) if ent is not None else None)
 
     def score(self, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]]) -> list[list[float]]:
-        """Per-token log-probs of each response under its prompt, no gradient, micro-batched."""
+        """Per-token log-probs of each response under its prompt, no gradient, micro-batched.
+
+        Runs in eval mode (no dropout) whatever mode the module is in, like generation.
+        """
         import torch
 
         if len(prompt_ids) != len(response_ids):
@@ -326,13 +331,18 @@ class HFPolicy:
         out: list[list[float]] = [[] for _ in prompt_ids]
         order = sorted(range(len(prompt_ids)), key=lambda i: -(len(prompt_ids[i]) + len(response_ids[i])))
         bs = max(1, self.options.score_batch_size)
-        with torch.inference_mode():
-            for start in range(0, len(order), bs):
-                idx = order[start:start + bs]
-                res = self.forward_logprobs([prompt_ids[i] for i in idx], [response_ids[i] for i in idx])
-                rows = res.logprobs.float().cpu().tolist()
-                for j, i in enumerate(idx):
-                    out[i] = rows[j][:len(response_ids[i])]
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(order), bs):
+                    idx = order[start:start + bs]
+                    res = self.forward_logprobs([prompt_ids[i] for i in idx], [response_ids[i] for i in idx])
+                    rows = res.logprobs.float().cpu().tolist()
+                    for j, i in enumerate(idx):
+                        out[i] = rows[j][:len(response_ids[i])]
+        finally:
+            self.model.train(was_training)
         return out
 
     # ------------------------------------------------------------ generation
