@@ -84,7 +84,8 @@ def pool_rate(bench_name: str, data_root: str, workers: int, episodes: int, max_
     kwargs = {"max_steps": max_steps, **bench.env_kwargs, "data_root": data_root}
     specs = [EpisodeSpec(i, 1000 + i, f"e{i}") for i in range(episodes)]
     with ProcessPool(bench.env_id, kwargs, workers=workers) as pool:
-        pool.reset([(w, 0, {"task_index": 0}) for w in range(workers)])  # warm the workers up (imports)
+        # Warm up: build every slot's environment once (imports, data, search indexes), untimed.
+        pool.reset([(slot, 0, {"task_index": 0}) for slot in range(len(specs))])
         stats = RolloutStats()
         t0 = time.perf_counter()
         run_episodes(pool, make_agent("random"), specs, env_id=bench.env_id, template=cls.prompt,
