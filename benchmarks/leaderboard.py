@@ -64,10 +64,32 @@ class Entry:
     """Total device hours over the seeds."""
     device_kind: str
     record_ids: list[str]
+    eval_mode: str | None = None
+    """``plain`` or ``skills`` (the library skills were in the evaluation prompts); None:
+    an evaluation that records no mode (scripted agents, older records)."""
 
     @property
     def n(self) -> int:
         return len(self.seeds)
+
+    @property
+    def label(self) -> str:
+        """The row's method: the learner (``*`` when evaluated with skills, e.g.
+        ``skill-grpo*``), ``vanilla`` / ``skill-prompt*`` for an untrained model."""
+        if self.learner:
+            return f"{self.learner}*" if self.eval_mode == "skills" else self.learner
+        return {"plain": "vanilla", "skills": "skill-prompt*"}.get(self.eval_mode or "", "— (eval only)")
+
+
+def eval_mode(record: ResultRecord) -> str | None:
+    """A record's evaluation mode (``config["eval_mode"]``): ``plain``, ``skills`` or None.
+
+    Records of training runs without one count as ``plain``.
+    """
+    mode = record.config.get("eval_mode") if isinstance(record.config, Mapping) else None
+    if mode is None and record.learner:
+        return "plain"
+    return str(mode) if mode is not None else None
 
 
 @dataclass
@@ -174,13 +196,13 @@ def build_leaderboard(
         references: ``main`` (paper tables), ``all`` (also ablations), ``none``.
     """
     mine = select_protocol([r for r in records if r.benchmark == benchmark], protocol_hash, allow_mixed)
-    groups: dict[tuple[str | None, str, str], dict[int, ResultRecord]] = defaultdict(dict)
+    groups: dict[tuple[str | None, str | None, str, str], dict[int, ResultRecord]] = defaultdict(dict)
     for r in sorted(mine, key=lambda r: r.created):
-        groups[(r.learner, r.model, r.protocol_hash)][int(r.seed)] = r  # latest per seed
+        groups[(r.learner, eval_mode(r), r.model, r.protocol_hash)][int(r.seed)] = r  # latest per seed
     extra_keys = sorted({k for r in mine for k in r.metrics if k not in STANDARD_METRICS})
     types = sorted({t for r in mine for t in r.per_type})
     entries = []
-    for (learner, model, phash), by_seed in groups.items():
+    for (learner, mode, model, phash), by_seed in groups.items():
         recs = [by_seed[s] for s in sorted(by_seed)]
         extra = {k: _pct_ci([100 * r.metrics[k] for r in recs]) for k in extra_keys
                  if all(k in r.metrics for r in recs)}
@@ -195,9 +217,9 @@ def build_leaderboard(
             tokens=sum(r.cost.get("tokens_generated", 0) for r in recs) / len(recs),
             device_hours=sum(float(r.cost.get("wall_seconds", 0.0)) * int(r.cost.get("devices", 1)) / 3600
                              for r in recs),
-            device_kind="/".join(sorted(kinds)), record_ids=[r.id for r in recs],
+            device_kind="/".join(sorted(kinds)), record_ids=[r.id for r in recs], eval_mode=mode,
         ))
-    entries.sort(key=lambda e: (-e.success.mean, -e.n, e.model, e.learner or ""))
+    entries.sort(key=lambda e: (-e.success.mean, -e.n, e.model, e.label))
     refs = [] if references == "none" else reference_rows(benchmark, include_extra=references == "all")
     notes = []
     if entries:
@@ -244,7 +266,7 @@ def rows_for_text(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
     header += ["train steps", "tokens", "cost", "protocol"]
     cells = []
     for i, e in enumerate(board.entries, 1):
-        row = [str(i), "measured", e.learner or "— (eval only)", e.model, _mean_pm(e.success), _ci(e.success),
+        row = [str(i), "measured", e.label, e.model, _mean_pm(e.success), _ci(e.success),
                str(e.n)]
         row += [_mean_pm(e.extra[k]) if k in e.extra else "" for k in board.extra_metrics]
         row += [_pct(e.per_type.get(t)) for t in board.task_types]
@@ -305,7 +327,8 @@ def to_csv(board: Leaderboard) -> str:
         extra = [x for k in board.extra_metrics for x in
                  ((blank(e.extra[k].mean), blank(e.extra[k].low), blank(e.extra[k].high)) if k in e.extra
                   else ("", "", ""))]
-        w.writerow([board.benchmark, "measured", e.learner or "", e.model, e.n, e.success.mean,
+        w.writerow([board.benchmark, "measured", e.label if e.learner or e.eval_mode else "", e.model, e.n,
+                    e.success.mean,
                     blank(e.success.low), blank(e.success.high), *extra,
                     *[e.per_type.get(t, "") for t in board.task_types], e.train_steps, e.tokens, e.device_hours,
                     e.device_kind, e.protocol_id, e.protocol_hash, ""])
@@ -349,7 +372,7 @@ def to_html(board: Leaderboard) -> str:
     rows = []
     for i, e in enumerate(board.entries, 1):
         cells = [f'<td class="num">{i}</td>', '<td class="src"><span class="tag measured">measured</span></td>',
-                 f"<td>{e_(e.learner or '— (eval only)')}</td>", f'<td class="nw">{e_(e.model)}</td>',
+                 f"<td>{e_(e.label)}</td>", f'<td class="nw">{e_(e.model)}</td>',
                  f'<td class="num">{e_(_mean_pm(e.success))}</td>', f'<td class="num nw">{e_(_ci(e.success))}</td>',
                  f"<td>{_ci_svg(e.success.mean, e.success.low, e.success.high)}</td>",
                  f'<td class="num seeds">{e.n}</td>']

@@ -34,7 +34,8 @@ def breakdown(run_dir: Path, wall: float | None = None) -> list[tuple[str, float
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     rows.append(("final eval", float(summary.get("final_eval_seconds", 0.0))))
     total = wall if wall is not None else float(summary.get("budget", {}).get("seconds", 0.0))
-    rows.append(("other (start-up, logging)", max(0.0, total - sum(s for _, s in rows))))
+    label = "other (start-up, logging)" if wall is not None else "other (logging; start-up not in a run folder)"
+    rows.append((label, max(0.0, total - sum(s for _, s in rows))))
     return rows
 
 
@@ -61,10 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.learner} on {args.env}, preset {args.preset}: run folder {run_dir}")
     rows = breakdown(run_dir, wall)
     total = sum(s for _, s in rows)
-    print(f"{'phase':28s} {'seconds':>9s} {'share':>7s}")
+    width = max(len(name) for name, _ in rows)
+    print(f"{'phase':{width}s} {'seconds':>9s} {'share':>7s}")
     for name, seconds in rows:
-        print(f"{name:28s} {seconds:9.2f} {100 * seconds / total if total else 0:6.1f}%")
-    print(f"{'total':28s} {total:9.2f}")
+        print(f"{name:{width}s} {seconds:9.2f} {100 * seconds / total if total else 0:6.1f}%")
+    print(f"{'total':{width}s} {total:9.2f}")
     return 0
 
 

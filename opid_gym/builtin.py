@@ -82,6 +82,7 @@ AGENT_PREFIXES: dict[str, tuple[str, str]] = {
     "hf": ("agents.hf:make_agent", "a transformers model: hf:<name-or-path> (smollm2-135m, tiny, Qwen/...)"),
     "vllm": ("agents.vllm_backend:make_agent", "a vLLM engine (GPU): vllm:<name-or-path>"),
     "openai": ("agents.openai_client:make_agent", "an OpenAI-compatible API: openai:<model> (--base-url, --api-key)"),
+    "run": ("agents.run_agent:make_agent", "the trained model of a run folder: run:<run dir> (newest checkpoint)"),
 }
 
 # ---------------------------------------------------------------------- learners

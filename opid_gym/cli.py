@@ -113,6 +113,23 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-record", action="store_true", help="do not append the result to the results database")
     p.add_argument("--env-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="environment option, e.g. retriever=pyserini (repeatable; part of the protocol)")
+    p.add_argument("--skills", nargs="?", const="library", default=None, metavar="DIR",
+                   help="show the static skill library in every prompt (Skill-Prompt*; with run:<dir>, "
+                        "e.g. Skill-GRPO*): the packaged library, or the library folder DIR")
+
+
+def _skills_hook(args: argparse.Namespace, bench: Any) -> Any:
+    """The prompt hook of ``--skills`` (None without it); a bad folder is a CLI error."""
+    if args.skills is None:
+        return None
+    from learners.skills.library import library_prompt_hook, load_library
+    from opid_gym.registry import env_class
+
+    try:
+        library = load_library(None if args.skills == "library" else args.skills)
+    except FileNotFoundError as exc:
+        raise CLIError(f"--skills: {exc}") from None
+    return library_prompt_hook(library, str(getattr(env_class(bench.env_id), "family", "")))
 
 
 def _parse_kv(items: list[str]) -> dict[str, Any]:
@@ -153,6 +170,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if env_opts:  # environment options are part of the protocol (and of its hash)
         bench = bench.with_overrides(env_kwargs={**bench.env_kwargs, **env_opts})
     options = _agent_options(args, bench)
+    hook = _skills_hook(args, bench)
     try:
         agent = make_agent(args.agent, **options)
     except ImportError as exc:
@@ -162,7 +180,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     summary, _ = evaluate(
         bench, agent, agent_name=args.agent, env_kwargs=_data_kwargs(args, bench.env_id), limit=args.limit,
         workers=args.workers, seed=args.seed, max_concurrent=args.max_concurrent, out_dir=args.out,
-        progress=not args.no_progress and sys.stderr.isatty(),
+        progress=not args.no_progress and sys.stderr.isatty(), prompt_hook=hook,
     )
     _print_summary(summary)
     usage = getattr(agent, "usage", None)
@@ -170,15 +188,21 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(f"API usage: {usage.calls} calls, {usage.failures} failed, {usage.prompt_tokens} prompt tokens, "
               f"{usage.completion_tokens} completion tokens")
     if not args.no_record:
-        db = _record_eval(args, summary, {k: ("<redacted>" if k == "api_key" else v) for k, v in options.items()})
+        db = _record_eval(args, summary, {k: ("<redacted>" if k == "api_key" else v) for k, v in options.items()},
+                          agent)
         print(f"protocol {summary.protocol_id}#{summary.protocol_hash}; recorded in {db}")
     if args.json:
         print(json.dumps(summary.to_dict()))
     return 0
 
 
-def _record_eval(args: argparse.Namespace, summary: Any, agent_options: dict[str, Any]) -> Path:
-    """Append this evaluation to the results store (opid_gym/results.py)."""
+def _record_eval(args: argparse.Namespace, summary: Any, agent_options: dict[str, Any], agent: Any = None) -> Path:
+    """Append this evaluation to the results store (opid_gym/results.py).
+
+    Model agents record their ``eval_mode`` (``plain``, or ``skills`` with ``--skills``);
+    an agent built from a run folder (``run:<dir>``) files the record under the run's
+    learner and model.
+    """
     from opid_gym.results import ResultsStore, eval_record, resolve_results_path
 
     config = {
@@ -186,8 +210,16 @@ def _record_eval(args: argparse.Namespace, summary: Any, agent_options: dict[str
         "limit": args.limit, "max_steps": args.max_steps, "seed": args.seed, "workers": args.workers,
         "max_concurrent": args.max_concurrent,
     }
+    if ":" in args.agent or args.skills is not None:
+        config["eval_mode"] = "plain" if args.skills is None else "skills"
+    if args.skills is not None:
+        config["skill_library"] = args.skills if args.skills == "library" else str(Path(args.skills).resolve())
+    if getattr(agent, "run_dir", None):
+        config["run_dir"] = agent.run_dir
+        config["checkpoint_step"] = getattr(agent, "step", None)
     record = eval_record(summary.to_dict(), agent=args.agent, config=config, workers=args.workers,
-                         source=str(args.out) if args.out else None)
+                         source=str(args.out) if args.out else None, learner=getattr(agent, "learner", None),
+                         model=getattr(agent, "model_name", None))
     store = ResultsStore(resolve_results_path(getattr(args, "results_db", None)))
     store.append(record)
     return store.path

@@ -21,12 +21,12 @@ INSTRUCTIONS = {
     "webshop": (
         "WebShop: run WebShop's own setup (github.com/princeton-nlp/WebShop, `setup.sh -d small` for the "
         "1000-product catalogue or `-d all` for 1.18M products) and copy its data/ and "
-        "search_engine/resources*/ folders under <data root>/webshop/ (see docs/data.md)."
+        "search_engine/resources*/ folders under <data root>/webshop/ (see docs/webshop.md)."
     ),
     "search_qa": (
         "Search QA: the FlashRAG data sets (huggingface.co/datasets/RUC-NLPIR/FlashRAG_datasets) and the "
         "Wikipedia-2018 corpus with its E5 index (Search-R1's `scripts/download.py`) go under "
-        "<data root>/search_qa/ (see docs/data.md)."
+        "<data root>/search_qa/ (see docs/searchqa.md)."
     ),
 }
 

@@ -312,18 +312,22 @@ def eval_record(
     config: Mapping[str, Any],
     source: str | os.PathLike[str] | None = None,
     workers: int = 0,
+    learner: str | None = None,
+    model: str | None = None,
 ) -> ResultRecord:
     """The record of one ``opid-bench eval`` from its summary dict.
 
     Cost: wall time x devices, where devices is 1 GPU when a model agent ran on CUDA,
-    else the CPU processes (1 + env workers).
+    else the CPU processes (1 + env workers). ``learner`` / ``model``: set when the
+    evaluated model is a training run's (``run:<dir>`` agents); default: no learner and
+    the model named by ``agent``.
     """
     kind, devices = _device()
     if kind == "cpu":
         devices = 1 + max(0, int(workers))
     return new_record(
         kind="eval", benchmark=summary["benchmark"], protocol_id=summary["protocol_id"],
-        protocol_hash=summary["protocol_hash"], model=model_name(agent), agent=agent, learner=None,
+        protocol_hash=summary["protocol_hash"], model=model or model_name(agent), agent=agent, learner=learner,
         seed=int(summary.get("seed", 0)), config_hash=config_hash(config), config=dict(config),
         metrics=summary_metrics(summary), per_type=dict(summary.get("per_type") or {}),
         episodes=int(summary["episodes"]), errors=int(summary.get("errors", 0)),

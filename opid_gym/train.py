@@ -672,8 +672,11 @@ def _record_result(run: Run, final: Any) -> None:
         if not final.to_dict().get("protocol_hash"):
             return  # summaries from before the protocol stamp carry no hash
         cuda = run.cfg.model.device != "cpu" and _cuda_available()
+        config = config_to_dict(run.cfg)
+        if run.learner.eval_prompt_hook() is not None:  # the final eval's prompts were rewritten (e.g. skills)
+            config["eval_mode"] = "skills"
         results.record_run(
-            run.results_db, summary=final, config=config_to_dict(run.cfg), model=run.cfg.model.name,
+            run.results_db, summary=final, config=config, model=run.cfg.model.name,
             learner=run.cfg.learner_name, seed=run.cfg.seed, wall_seconds=run.state.seconds,
             device_kind="gpu" if cuda else "cpu", devices=1 if cuda else 1 + run.cfg.env.workers,
             tokens_generated=run.state.tokens_generated, train_steps=run.state.step,

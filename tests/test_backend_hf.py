@@ -19,6 +19,10 @@ from opid_gym.agent import AgentRequest  # noqa: E402
 from opid_gym.backend import Generator, SamplingParams, Scorer, TrainablePolicy  # noqa: E402
 
 TOL = 1e-5
+GEN_TOL = 1e-4
+"""Sampler log-probs come from the incremental (KV-cache) forward, scores from one full
+forward: the same math summed in another order, equal to ~1e-5 in float32, so a looser
+bound for that comparison."""
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +133,7 @@ def test_sampled_logprobs_are_untempered_model_logprobs(policy):
     gens = policy.generate(msgs, SamplingParams(temperature=0.7, top_p=0.9, max_new_tokens=8), seeds=[1, 2])
     for g in gens:
         assert len(g.logprobs) == len(g.token_ids) == 8 and g.finish_reason == "length"
-        assert g.logprobs == pytest.approx(_reference_logprobs(policy, g.prompt_token_ids, g.token_ids), abs=TOL)
+        assert g.logprobs == pytest.approx(_reference_logprobs(policy, g.prompt_token_ids, g.token_ids), abs=GEN_TOL)
 
 
 def test_greedy_batched_decode_matches_naive_argmax(policy):
@@ -251,7 +255,7 @@ def test_lora_trains_only_adapters_and_round_trips(cache_dir, tmp_path):
     assert not any("lora_" in k for k in merged)
     gen = again.generate_ids(prompts[:2], SamplingParams(temperature=1.0, max_new_tokens=5), seeds=[1, 2])
     for g in gen:  # sampling runs through the adapters too
-        assert g.logprobs == pytest.approx(again.score([g.prompt_token_ids], [g.token_ids])[0], abs=TOL)
+        assert g.logprobs == pytest.approx(again.score([g.prompt_token_ids], [g.token_ids])[0], abs=GEN_TOL)
 
 
 def test_model_agent_replies_with_tokens_and_seeds(policy):
@@ -305,4 +309,4 @@ def test_rows_that_finish_early_leave_the_batch_without_disturbing_the_rest(cach
     assert len(batched[0].token_ids) <= 4 < max(len(g.token_ids) for g in batched)
     for p, s, g in zip(prompts, seeds, batched):
         assert g.token_ids == other.generate_ids([p], sp, seeds=[s])[0].token_ids
-        assert g.logprobs == pytest.approx(_reference_logprobs(other, p, g.token_ids), abs=TOL)
+        assert g.logprobs == pytest.approx(_reference_logprobs(other, p, g.token_ids), abs=GEN_TOL)

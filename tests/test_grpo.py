@@ -112,13 +112,13 @@ def test_updates_change_parameters_and_raise_the_rewarded_responses_logprob(tiny
 
     toyenv.register()
     agent = ModelAgent(tiny_policy, SamplingParams(temperature=1.0, max_new_tokens=6, max_prompt_tokens=256))
-    with InProcessPool("toy-train", {"max_steps": 1}) as pool:
-        trajs = run_episodes(pool, agent, make_groups([0, 1], 6, seed=3), env_id="toy-train",
+    with InProcessPool("letters-train", {"max_steps": 1}) as pool:
+        trajs = run_episodes(pool, agent, make_groups([0, 1], 6, seed=3), env_id="letters-train",
                              template=toyenv.TOY_PROMPT, action_format="think_action", history=WindowHistory(1))
     batch = build_step_batch(trajs)
     won = batch.won
     assert won.any() and (~won).any(), "the toy game should give mixed outcomes"
-    bench = Benchmark("toy", "opid/toy-eval", "opid/toy-train", max_steps=1)
+    bench = Benchmark("toy", "opid/letters-eval", "opid/letters-train", max_steps=1)
     run = RunInfo(benchmark=bench, family="toy", template=toyenv.TOY_PROMPT, action_format="think_action")
     learner = GRPO(LearnerConfig(kl_coef=0.0, entropy_coef=0.0), run)
     trainer = LocalTrainer(tiny_policy, OptimConfig(lr=3e-3, weight_decay=0.0, micro_batch_size=5),
@@ -153,8 +153,8 @@ def test_the_step_context_scores_the_batch_responses_under_other_prompts(tiny_po
 
     toyenv.register()
     agent = ModelAgent(tiny_policy, SamplingParams(temperature=1.0, max_new_tokens=5, max_prompt_tokens=256))
-    with InProcessPool("toy-train", {"max_steps": 1}) as pool:
-        trajs = run_episodes(pool, agent, make_groups([2], 3, seed=5), env_id="toy-train",
+    with InProcessPool("letters-train", {"max_steps": 1}) as pool:
+        trajs = run_episodes(pool, agent, make_groups([2], 3, seed=5), env_id="letters-train",
                              template=toyenv.TOY_PROMPT, action_format="think_action", history=WindowHistory(1))
     batch = build_step_batch(trajs)
     trainer = LocalTrainer(tiny_policy, OptimConfig(micro_batch_size=2), total_steps=1, keep_ref=False)

@@ -196,3 +196,23 @@ def _keep(shot: Path) -> None:
     if dest:
         Path(dest).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(dest) / shot.name)
+
+
+def test_rows_are_labelled_by_eval_mode():
+    from benchmarks.leaderboard import eval_mode
+
+    def with_mode(r, mode):
+        r.config = {"eval_mode": mode} if mode else {}
+        return r
+
+    records = [with_mode(rec(0, 0.5, learner="skill-grpo"), None), with_mode(rec(0, 0.7, learner="skill-grpo"), "skills"),
+               with_mode(rec(0, 0.1, learner=None, kind="eval", steps=0), "plain"),
+               with_mode(rec(0, 0.2, learner=None, kind="eval", steps=0), "skills"),
+               with_mode(rec(0, 0.05, learner=None, kind="eval", steps=0, model="random"), None)]
+    assert [eval_mode(r) for r in records] == ["plain", "skills", "plain", "skills", None]
+    board = build_leaderboard(records, "alfworld-unseen")
+    assert [(e.label, e.n) for e in board.entries] == [("skill-grpo*", 1), ("skill-grpo", 1), ("skill-prompt*", 1),
+                                                       ("vanilla", 1), ("— (eval only)", 1)]
+    table = render(board, "table")
+    assert "skill-grpo*" in table and "vanilla" in table and "skill-prompt*" in table
+    assert "skill-grpo*" in render(board, "csv") and "skill-prompt*" in render(board, "html")

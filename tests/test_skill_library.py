@@ -56,3 +56,29 @@ def test_user_library_folder(tmp_path: Path) -> None:
     assert load_library(tmp_path).select("alfworld", "x", "heat").text == "Be brief."  # kind file absent
     with pytest.raises(FileNotFoundError, match="general.md"):
         load_library(tmp_path / "alfworld")
+
+
+def test_every_kind_the_environments_report_has_a_library_text() -> None:
+    from environments.alfworld.games import TASK_TYPES
+    from environments.searchqa.datasets import DATASETS, SINGLE_HOP
+    from learners.skills.library import MULTI_HOP_DATASETS
+
+    lib = load_library()
+    for task_type in TASK_TYPES.values():  # the six short ALFWorld types the env reports
+        assert lib.select("alfworld", "some task", task_type).specific, task_type
+    # search QA: the data set decides multi-hop exactly where the environment says so
+    assert MULTI_HOP_DATASETS == set(DATASETS) - set(SINGLE_HOP)
+    assert {question_kind("who wrote it", d) for d in DATASETS} <= set(lib.kinds("searchqa"))
+
+
+def test_prompt_hook_puts_the_selected_text_first_in_the_last_user_message() -> None:
+    from learners.skills.library import SKILLS_HEADER, library_prompt_hook, with_library_text
+
+    lib = load_library()
+    msgs = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
+    hook = library_prompt_hook(lib, "webshop")
+    out = hook(msgs, {"task": "i need running shoes under 40 dollars", "task_type": "fashion"})
+    footwear = lib.select("webshop", "running shoes", "").text
+    assert out == [msgs[0], {"role": "user", "content": f"{SKILLS_HEADER}\n{footwear}\n\nU"}]
+    assert msgs[1]["content"] == "U"  # the input is not modified
+    assert with_library_text(msgs, "") == msgs

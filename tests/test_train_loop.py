@@ -17,7 +17,7 @@ from opid_gym.cli import main
 from tests.support import letters as toyenv
 
 ROOT = Path(__file__).resolve().parents[1]
-TOY_ARGS = ["--learner", "grpo", "--env", "toy", "--preset", "smoke", "--set", "rollout.max_new_tokens=8",
+TOY_ARGS = ["--learner", "grpo", "--env", "letters", "--preset", "smoke", "--set", "rollout.max_new_tokens=8",
             "--set", "rollout.group_size=3", "--set", "optim.lr=1e-3", "--no-progress"]
 CONTRACT_KEYS = [
     "step", "time", *(f"time/{p}" for p in ("rollout", "prepare", "advantage", "update", "sync", "eval")),
@@ -60,10 +60,10 @@ def test_bad_configuration_is_refused_before_any_work(tmp_path, capsys, extra, m
 def test_bad_config_file_and_bad_resume_folder(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    assert main(["run", "--learner", "grpo", "--env", "toy", "--config", str(bad), "--out", str(tmp_path / "r")]) == 2
+    assert main(["run", "--learner", "grpo", "--env", "letters", "--config", str(bad), "--out", str(tmp_path / "r")]) == 2
     assert "not valid JSON" in capsys.readouterr().err
     bad.write_text(json.dumps({"optim": {"lr": "high"}}))
-    assert main(["run", "--learner", "grpo", "--env", "toy", "--config", str(bad), "--out", str(tmp_path / "r")]) == 2
+    assert main(["run", "--learner", "grpo", "--env", "letters", "--config", str(bad), "--out", str(tmp_path / "r")]) == 2
     assert "optim.lr expects float" in capsys.readouterr().err
     assert main(["resume", str(tmp_path / "nowhere")]) == 2
     assert "not a run folder" in capsys.readouterr().err
@@ -82,7 +82,7 @@ def test_run_writes_the_run_folder(tmp_path, capsys):
         assert key in records[0], key
     assert records[0]["rollout/env_steps"] > 0 and records[0]["rollout/tokens_generated"] > 0
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["learner_name"] == "grpo" and cfg["env"]["benchmark"] == "toy" and cfg["steps"] == 2
+    assert cfg["learner_name"] == "grpo" and cfg["env"]["benchmark"] == "letters" and cfg["steps"] == 2
     assert (out / "checkpoints" / "latest").read_text().strip() == "step_000002"
     assert any((out / "events").iterdir())
     lines = (out / "rollouts" / "step_000001.jsonl").read_text().splitlines()
@@ -148,3 +148,33 @@ def test_kill_and_resume_reaches_the_uninterrupted_state(tmp_path):
         assert sa["final_eval"][key] == sb["final_eval"][key]
     assert sa["budget"]["tokens_generated"] == sb["budget"]["tokens_generated"]
     assert sa["budget"]["env_steps"] == sb["budget"]["env_steps"]
+
+
+@pytest.mark.slow
+def test_smoke_preset_on_alfworld(tmp_path, alfworld_data):
+    """The acceptance command: `opid-bench run --learner grpo --env alfworld-unseen --preset smoke`."""
+    out = tmp_path / "run"
+    code = main(["--data-root", str(alfworld_data), "run", "--learner", "grpo", "--env", "alfworld-unseen",
+                 "--preset", "smoke", "--out", str(out), "--no-progress"])
+    assert code == 0
+    records = _metrics(out)
+    assert [r["step"] for r in records] == [1, 2]
+    assert all(r["rollout/episodes"] == 4 and r["rollout/env_steps"] > 0 for r in records)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["final_eval"]["benchmark"] == "alfworld-unseen" and summary["final_eval"]["episodes"] == 2
+    assert (out / "eval" / "final" / "trajectories.jsonl").is_file()
+
+
+def test_resume_before_the_first_checkpoint_starts_over(tmp_path):
+    """A run killed before its first checkpoint: resume trains from step 1 and drops stale lines."""
+    from opid_gym.config import config_to_dict, resolve_config
+
+    cfg = resolve_config("grpo", "letters", preset="smoke", set_items=["rollout.max_new_tokens=8"])
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps(config_to_dict(cfg)))
+    (out / "metrics.jsonl").write_text('{"step": 1, "stale": true}\n{"step": 2, "cut')
+    assert main(["resume", str(out), "--no-progress"]) == 0
+    records = _metrics(out)
+    assert [r["step"] for r in records] == [1, 2] and not any("stale" in r for r in records)
+    assert (out / "summary.json").is_file()

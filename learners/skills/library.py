@@ -14,6 +14,12 @@ Selection: ALFWorld by the task type the environment reports; WebShop by keyword
 the instruction (product family); search QA by the question's form (comparison,
 entity-attribute) and the data set's hop count (multi-hop data sets → multihop).
 Missing files are simply absent from the text; an unknown family gets the general text.
+
+How the text reaches a prompt (:func:`with_library_text`): one section at the start of
+the last user message, before everything the environment's template wrote. The same
+function serves the student's prompts (Skill-GRPO, Skill-Prompt* evaluation, through
+:func:`library_prompt_hook`) and the teacher's prompts of the distillation baselines
+(``learners/distill.py``), so both see the library the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Callable
+
+from opid_gym.types import Message
 
 PACKAGED = Path(__file__).with_name("library")
 
@@ -124,3 +133,39 @@ def load_library(path: str | Path | None = None) -> SkillLibrary:
     if not (root / "general.md").is_file():
         raise FileNotFoundError(f"skill library folder {root} has no general.md (see learners/skills/library.py)")
     return SkillLibrary(root)
+
+
+# ----------------------------------------------------------------- prompts
+SKILLS_HEADER = "Skills that help with this kind of task:"
+"""The first line of the skills section added to a prompt."""
+
+
+def with_library_text(messages: list[Message], text: str) -> list[Message]:
+    """A copy of ``messages`` whose last user message starts with a skills section.
+
+    ``text`` empty: the messages unchanged (copied). No user message: one is appended.
+    """
+    out = [dict(m) for m in messages]
+    if not text:
+        return out
+    section = f"{SKILLS_HEADER}\n{text}\n\n"
+    for m in reversed(out):
+        if m.get("role") == "user":
+            m["content"] = section + str(m.get("content", ""))
+            return out
+    out.append({"role": "user", "content": section.rstrip()})
+    return out
+
+
+def library_prompt_hook(library: SkillLibrary, family: str) -> Callable[[list[Message], dict[str, Any]], list[Message]]:
+    """A rollout prompt hook (``opid_gym.rollout.PromptHook``) that shows the library skills.
+
+    The skills are selected per step from the environment's info (``task``,
+    ``task_type``) as :meth:`SkillLibrary.select` does for ``family``.
+    """
+
+    def hook(messages: list[Message], info: dict[str, Any]) -> list[Message]:
+        skills = library.select(family, str(info.get("task", "")), str(info.get("task_type", "")))
+        return with_library_text(messages, skills.text)
+
+    return hook

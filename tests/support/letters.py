@@ -62,18 +62,18 @@ class ToyEnv(TextEnv):
 
 
 def register(delay: float = 0.0) -> None:
-    """Register ``toy-train`` / ``toy-eval`` and the ``toy`` benchmark (idempotent)."""
+    """Register ``letters-train`` / ``letters-eval`` and the ``letters`` benchmark (idempotent)."""
     import opid_gym
     from opid_gym.benchmark import Benchmark
     from opid_gym.registry import full_env_id, register_env
 
     import gymnasium
 
-    for name, split in (("toy-train", "train"), ("toy-eval", "eval")):
+    for name, split in (("letters-train", "train"), ("letters-eval", "eval")):
         if full_env_id(name) not in gymnasium.registry:
-            register_env(name, "tests.support.letters:ToyEnv", kwargs={"split": split}, description=f"toy {split}")
-    bench = Benchmark("toy", "opid/toy-eval", "opid/toy-train", max_steps=2, history_length=1,
+            register_env(name, "tests.support.letters:ToyEnv", kwargs={"split": split}, description=f"letter game {split}")
+    bench = Benchmark("letters", "opid/letters-eval", "opid/letters-train", max_steps=2, history_length=1,
                       invalid_penalty=0.1, max_prompt_tokens=256, max_new_tokens=8,
                       train_env_kwargs={"delay": delay} if delay else {},
                       description="toy letter game (tests)")
-    opid_gym.BENCHMARKS.register("toy", bench, bench.description, replace=True)
+    opid_gym.BENCHMARKS.register("letters", bench, bench.description, replace=True)

@@ -1,0 +1,79 @@
+"""RLSD: the GRPO advantage reweighted per token by how much the library teacher agrees.
+
+The teacher π_T is the old policy prompted with the static skill library
+(``learners/distill.py``); Δ = ℓ_T − ℓ_old is its per-token log-ratio to the sampler.
+RLSD keeps the GRPO loss and only reshapes the advantage (algorithms spec §3):
+
+    w    = (1 − λ) + λ · clip(exp(sign(A) · Δ), 0.8, 1.2)
+    A'   = A · w                                       per valid token
+
+A token the teacher prefers (Δ > 0) gets more credit when A > 0 and less blame when
+A < 0; the clip keeps w within [1 − 0.2λ, 1 + 0.2λ]. λ decays linearly from 0.5 at
+step 0 to 0 at step 100 (then stays 0: plain GRPO).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from learners.distill import TEACHER_LOGP, LibraryConfig, LibraryTeacherGRPO, check
+from opid_gym.learner import StepBatch, StepContext
+
+
+@dataclass(frozen=True)
+class RLSDConfig(LibraryConfig):
+    """Attributes:
+        lambda_start: λ at step 0 (0.5).
+        lambda_decay_steps: λ reaches 0 after this many steps (100).
+        clip_low / clip_high: bounds of exp(sign(A)·Δ) (0.8 / 1.2).
+    """
+
+    lambda_start: float = 0.5
+    lambda_decay_steps: int = 100
+    clip_low: float = 0.8
+    clip_high: float = 1.2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(0 <= self.lambda_start <= 1, f"lambda_start must be in [0, 1], got {self.lambda_start}")
+        check(self.lambda_decay_steps >= 1, f"lambda_decay_steps must be >= 1, got {self.lambda_decay_steps}")
+        check(0 < self.clip_low <= 1 <= self.clip_high, "need 0 < clip_low <= 1 <= clip_high")
+
+
+def rlsd_lambda(step: int, start: float = 0.5, decay_steps: int = 100) -> float:
+    """λ at training step ``step`` (0-based): ``start · max(0, 1 − step / decay_steps)``."""
+    return start * max(0.0, 1.0 - step / decay_steps)
+
+
+def rlsd_weights(adv: torch.Tensor, delta: torch.Tensor, lam: float, *, low: float = 0.8,
+                 high: float = 1.2) -> torch.Tensor:
+    """``w = (1 − λ) + λ · clip(exp(sign(A) · Δ), low, high)``.
+
+    Args:
+        adv: [N, L] advantages A. delta: [N, L] Δ = ℓ_T − ℓ_old. lam: λ in [0, 1].
+
+    Returns:
+        [N, L] weights (detached); multiply A by them.
+    """
+    ratio = torch.exp(torch.clamp(torch.sign(adv) * delta, -20.0, 20.0))
+    return ((1.0 - lam) + lam * torch.clamp(ratio, low, high)).detach()
+
+
+class RLSD(LibraryTeacherGRPO):
+    name = "rlsd"
+    description = "RLSD: GRPO advantage x per-token teacher/student ratio weight (skill-library teacher), λ 0.5 → 0"
+    paper = "OPID paper baseline (arXiv 2606.26790), as in SDAR's released baselines (arXiv 2605.15155)"
+    Config = RLSDConfig
+
+    def advantages(self, batch: StepBatch, ctx: StepContext) -> torch.Tensor:
+        cfg = self.config
+        assert isinstance(cfg, RLSDConfig) and batch.old_logp is not None
+        adv = super().advantages(batch, ctx)  # [N, L] GRPO
+        lam = rlsd_lambda(ctx.step, cfg.lambda_start, cfg.lambda_decay_steps)
+        delta = (batch.extras[TEACHER_LOGP] - batch.old_logp) * batch.mask
+        w = rlsd_weights(adv, delta, lam, low=cfg.clip_low, high=cfg.clip_high)
+        tokens = batch.mask.sum().clamp(min=1.0)
+        ctx.log({"rlsd/lambda": lam, "rlsd/weight_mean": float((w * batch.mask).sum() / tokens)})
+        return adv * w * batch.mask
