@@ -165,15 +165,15 @@ def toy_trajs(tiny_policy):
 
     toyenv.register()
     agent = ModelAgent(tiny_policy, SamplingParams(temperature=1.0, max_new_tokens=6, max_prompt_tokens=256))
-    with InProcessPool("toy-train", {"max_steps": 2}) as pool:
-        trajs = run_episodes(pool, agent, make_groups([0, 1, 2], 3, seed=11), env_id="toy-train",
+    with InProcessPool("letters-train", {"max_steps": 2}) as pool:
+        trajs = run_episodes(pool, agent, make_groups([0, 1, 2], 3, seed=11), env_id="letters-train",
                              template=toyenv.TOY_PROMPT, action_format="think_action", history=WindowHistory(1))
     assert sum(t.length for t in trajs) > len(trajs), "some episodes should have two steps"
     return trajs
 
 
 def toy_run(run_dir=None, prompt_limit=256) -> RunInfo:
-    bench = Benchmark("toy", "opid/toy-eval", "opid/toy-train", max_steps=2)
+    bench = Benchmark("letters", "opid/letters-eval", "opid/letters-train", max_steps=2)
     return RunInfo(benchmark=bench, family="toy", template=toyenv.TOY_PROMPT, action_format="think_action",
                    run_dir=run_dir, max_prompt_tokens=prompt_limit)
 
@@ -361,7 +361,7 @@ def test_defaults_and_config_errors(tmp_path):
 
 
 # ------------------------------------------------------------- whole runs
-TOY = ["--learner", "opid", "--env", "toy", "--preset", "smoke", "--set", "rollout.max_new_tokens=8",
+TOY = ["--learner", "opid", "--env", "letters", "--preset", "smoke", "--set", "rollout.max_new_tokens=8",
        "--set", "rollout.group_size=3", "--no-progress"]
 
 
