@@ -12,7 +12,8 @@ How a config is resolved (:func:`resolve_config`), later layers winning:
 3. fields taken from the benchmark protocol when left unset (step limit, history
    length, prompt limit);
 4. a preset (:data:`PRESETS`: ``smoke``, ``cpu-demo``, ``paper``);
-5. a JSON config file (``--config``), then ``--set section.key=value`` overrides.
+5. a JSON config file (``--config``), then ``--set section.key=value`` overrides
+   (``--set key=value`` for a field of the learner's own config, e.g. ``analyzer``).
 
 Every value is type-checked and range-checked before any work starts; an unknown
 key fails with a "did you mean".
@@ -397,13 +398,17 @@ def apply_overrides(cfg: RunConfig, overrides: Mapping[str, Any], *, from_text: 
     """Return ``cfg`` with dotted-key overrides applied (typed, validated).
 
     ``from_text=True`` parses string values (``--set``); otherwise values must already
-    have the right JSON type (presets, config files). Raises :class:`ConfigError`.
+    have the right JSON type (presets, config files). A key without a section that
+    names a field of the learner's own config means ``learner.<key>`` (so
+    ``--set analyzer=openai`` sets ``learner.analyzer``). Raises :class:`ConfigError`.
     """
     top_hints = _hints(RunConfig)
     section_hints = _section_fields(cfg)
     top_changes: dict[str, Any] = {}
     changes: dict[str, dict[str, Any]] = {}
     for key, value in overrides.items():
+        if "." not in key and key not in top_hints and key in section_hints["learner"]:
+            key = f"learner.{key}"  # a bare field of the learner's config: --set analyzer=openai
         section, dot, name = key.partition(".")
         if not dot and key in top_hints and key not in SECTIONS:
             if key == "learner_name":

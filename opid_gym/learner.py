@@ -299,6 +299,15 @@ class StepContext:
             as ``response_tokens`` in the trajectory viewer).
         encode_messages: chat messages → prompt token ids (template applied,
             left-truncated to the prompt limit), as the policy would see them.
+        encode_chat: the same, returning ``(ids, truncated)``: whether the prompt was
+            left-truncated (learners that build prompts count truncations).
+        old_logp_source: where ``batch.old_logp`` came from: ``recompute`` (the same
+            scorer as ``score_ids`` on ``batch.prompt_ids``, so a learner comparing
+            its own scores with it compares like with like) or ``sampler`` (the
+            rollout engine's log-probs).
+        generate: ``(prompts, params, seeds) -> list[Generation]``: sample from the
+            current policy (the rollout engine), for learners that let the policy
+            itself write text (e.g. OPID's ``analyzer=policy``); None when unavailable.
     """
 
     step: int
@@ -308,6 +317,9 @@ class StepContext:
     log: Callable[[dict[str, float]], None]
     token_strings: Callable[[Sequence[int]], list[str]] = lambda ids: [str(i) for i in ids]
     encode_messages: Callable[[list[Message]], list[int]] | None = None
+    encode_chat: Callable[[list[Message]], tuple[list[int], bool]] | None = None
+    old_logp_source: Literal["recompute", "sampler"] = "recompute"
+    generate: Callable[..., list[Any]] | None = None
 
 
 @dataclass

@@ -197,7 +197,7 @@ def run_benchmark(cfg: RunConfig) -> Benchmark:
 
 # -------------------------------------------------------------- step context
 def make_step_context(step: int, run: RunInfo, trainer: Any, batch: StepBatch, max_prompt_tokens: int | None,
-                      log: Any) -> StepContext:
+                      log: Any, *, generator: Any = None, old_logp_source: str = "recompute") -> StepContext:
     """The :class:`StepContext` of one step: the old-policy scoring service over ``batch``.
 
     ``score_ids(prompt_ids, rows)`` / ``score_messages(messages, rows)`` score the
@@ -214,14 +214,21 @@ def make_step_context(step: int, run: RunInfo, trainer: Any, batch: StepBatch, m
         return trainer.score(prompt_ids, [batch.response_ids[r] for r in rows], which="policy",
                              width=batch.mask.shape[1])
 
+    def encode_chat(messages: list[Message]) -> tuple[list[int], bool]:
+        ids, truncated = trainer.encode_chat(list(messages), max_prompt_tokens)
+        return list(ids), bool(truncated)
+
     def encode(messages: list[Message]) -> list[int]:
-        return trainer.encode_chat(list(messages), max_prompt_tokens)[0]
+        return encode_chat(messages)[0]
 
     def score_messages(messages: Sequence[list[Message]], rows: Sequence[int] | None = None) -> Any:
         return score_ids([encode(m) for m in messages], rows)
 
+    generate = getattr(generator, "generate", None)
     return StepContext(step=step, run=run, score_messages=score_messages, score_ids=score_ids, log=log,
-                       token_strings=trainer.token_strings, encode_messages=encode)
+                       token_strings=trainer.token_strings, encode_messages=encode, encode_chat=encode_chat,
+                       old_logp_source="sampler" if old_logp_source == "sampler" else "recompute",
+                       generate=generate if callable(generate) else None)
 
 
 # -------------------------------------------------------------------- metrics
@@ -470,7 +477,8 @@ class Run:
     # ------------------------------------------------------------------- a step
     def _context(self, step: int) -> StepContext:
         return make_step_context(step, self.learner.run, self.trainer, self._batch,
-                                 self.cfg.rollout.max_prompt_tokens, self._step_logs.update)
+                                 self.cfg.rollout.max_prompt_tokens, self._step_logs.update,
+                                 generator=self.generator, old_logp_source=self.cfg.rollout.old_logp)
 
     def _rollout(self, step: int) -> tuple[list[Trajectory], Any]:
         from opid_gym.rollout import RolloutStats, make_groups, run_episodes
