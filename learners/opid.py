@@ -41,10 +41,11 @@ from typing import Literal, Sequence
 import torch
 
 from learners.grpo import GRPO
-from learners.skills.analyzer import Analysis, Analyzer, AnalyzerConfigError, AnalyzerSettings
+from learners.skills.analyzer import Analysis, AnalysisResult, Analyzer, AnalyzerConfigError, AnalyzerSettings
 from learners.skills.inject import inject_skill
 from opid_gym.benchmark import Benchmark
 from opid_gym.learner import ConfigError, LearnerConfig, RunInfo, StepBatch, StepContext
+from opid_gym.types import Message
 
 Route = Literal["critical_first", "additive", "episode_only"]
 FAMILY_MAX_STEP_SKILLS = {"alfworld": 5, "webshop": 5, "searchqa": 2}
@@ -263,7 +264,7 @@ class OPID(GRPO):
             return batch.old_logp
         return ctx.score_ids(batch.prompt_ids, None)
 
-    def _encode(self, ctx: StepContext, messages: list) -> tuple[list[int], bool]:
+    def _encode(self, ctx: StepContext, messages: list[Message]) -> tuple[list[int], bool]:
         if ctx.encode_chat is not None:
             return ctx.encode_chat(messages)
         if ctx.encode_messages is None:
@@ -273,17 +274,17 @@ class OPID(GRPO):
         return ids, limit is not None and len(ids) >= limit
 
     def _annotate(self, batch: StepBatch, ctx: StepContext, routes: Sequence[list[RoutedSkill]],
-                  results: Sequence, adv: torch.Tensor) -> None:
+                  results: Sequence[AnalysisResult], adv: torch.Tensor) -> None:
         for i, rs in enumerate(routes):
             result = results[int(batch.traj_index[i])]
-            notes: dict = {"skill_route": "+".join(r.kind for r in rs) or "none"}
+            notes: dict[str, object] = {"skill_route": "+".join(r.kind for r in rs) or "none"}
             if rs:
                 notes["routed_skill"] = " + ".join(f"{r.kind} skill: {r.skill}" for r in rs)
             else:
                 notes["routed_skill"] = f"none (analysis failed: {result.error})"
             if self.config.annotate_tokens:  # type: ignore[attr-defined]
                 length = len(batch.response_ids[i])
-                notes["skill_adv"] = [round(float(x), 8) for x in adv[i, :length]]
+                notes["skill_adv"] = [float(f"{float(x):.6g}") for x in adv[i, :length]]
                 notes["response_tokens"] = ctx.token_strings(batch.response_ids[i])
             batch.annotate(i, **notes)
 

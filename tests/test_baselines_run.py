@@ -24,7 +24,7 @@ from opid_gym.learner import RunInfo
 from opid_gym.results import ResultsStore
 from tests.support import letters as toyenv
 
-SMOKE = ["--env", "toy", "--preset", "smoke", "--set", "rollout.max_new_tokens=8", "--set", "rollout.group_size=3",
+SMOKE = ["--env", "letters", "--preset", "smoke", "--set", "rollout.max_new_tokens=8", "--set", "rollout.group_size=3",
          "--no-progress"]
 LEARNER_METRICS = {  # metrics that show the learner's own part ran
     "sdar": ("teacher/delta_mean", "loss/distill", "distill/gate_mean"),
@@ -102,23 +102,23 @@ def test_skill_grpo_run_trains_with_skills_and_evaluates_both_ways(tmp_path):
 
     # the finished run, evaluated again: plain (Skill-GRPO) and with skills (Skill-GRPO*)
     for extra, folder in (([], "plain"), (["--skills"], "skills")):
-        assert main(["eval", "--agent", f"run:{out}", "--env", "toy", "--limit", "2", "--no-progress",
+        assert main(["eval", "--agent", f"run:{out}", "--env", "letters", "--limit", "2", "--no-progress",
                      "--out", str(tmp_path / folder), *extra]) == 0
     with_skills = [json.loads(line) for line in (tmp_path / "skills" / "trajectories.jsonl").read_text().splitlines()]
     assert all(s["prompt"][-1]["content"].startswith(SKILLS_HEADER) for t in with_skills for s in t["steps"])
     # the base model: vanilla and Skill-Prompt*
     for extra in ([], ["--skills"]):
-        assert main(["eval", "--agent", "hf:tiny", "--env", "toy", "--limit", "2", "--no-progress", *extra]) == 0
+        assert main(["eval", "--agent", "hf:tiny", "--env", "letters", "--limit", "2", "--no-progress", *extra]) == 0
 
     from benchmarks.leaderboard import build_leaderboard
 
-    records = ResultsStore(Path(str(tmp_path / "results.sqlite"))).query(benchmark="toy")
+    records = ResultsStore(Path(str(tmp_path / "results.sqlite"))).query(benchmark="letters")
     evals = [r for r in records if r.kind == "eval"]
     assert [(r.learner, r.model, r.config["eval_mode"]) for r in evals] == [
         ("skill-grpo", "tiny", "plain"), ("skill-grpo", "tiny", "skills"), (None, "tiny", "plain"),
         (None, "tiny", "skills")]
     assert len({r.protocol_hash for r in evals}) == 1  # (the run's own final eval used the smoke step limit)
-    board = build_leaderboard(records, "toy", protocol_hash=evals[0].protocol_hash)
+    board = build_leaderboard(records, "letters", protocol_hash=evals[0].protocol_hash)
     assert sorted(e.label for e in board.entries) == ["skill-grpo", "skill-grpo*", "skill-prompt*", "vanilla"]
 
 
@@ -130,9 +130,9 @@ def test_skill_grpo_star_run_evaluates_with_skills_and_is_labelled(tmp_path):
                  "--out", str(out)]) == 0
     final = [json.loads(line) for line in (out / "eval" / "final" / "trajectories.jsonl").read_text().splitlines()]
     assert all(s["prompt"][-1]["content"].startswith(SKILLS_HEADER) for t in final for s in t["steps"])
-    (record,) = ResultsStore(Path(str(tmp_path / "results.sqlite"))).query(benchmark="toy")
+    (record,) = ResultsStore(Path(str(tmp_path / "results.sqlite"))).query(benchmark="letters")
     assert record.kind == "run" and record.config["eval_mode"] == "skills"
-    assert [e.label for e in build_leaderboard([record], "toy").entries] == ["skill-grpo*"]
+    assert [e.label for e in build_leaderboard([record], "letters").entries] == ["skill-grpo*"]
 
 
 def test_run_agent_loads_the_checkpoint_weights(tmp_path):
@@ -149,14 +149,14 @@ def test_run_agent_loads_the_checkpoint_weights(tmp_path):
     from opid_gym.config import resolve_config
     from opid_gym.train import make_policy
 
-    base = make_policy(resolve_config("grpo", "toy", preset="smoke")).module.state_dict()
+    base = make_policy(resolve_config("grpo", "letters", preset="smoke")).module.state_dict()
     assert any(not torch.equal(saved[k], base[k]) for k in saved)
     with pytest.raises(FileNotFoundError, match="not a run folder"):
         make_agent(str(tmp_path / "nowhere"))
 
 
 def test_bad_skill_library_folder_is_a_clear_cli_error(tmp_path, capsys):
-    code = main(["eval", "--agent", "hf:tiny", "--env", "toy", "--skills", str(tmp_path), "--no-progress"])
+    code = main(["eval", "--agent", "hf:tiny", "--env", "letters", "--skills", str(tmp_path), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "general.md" in err and "Traceback" not in err
     code = main(["run", "--learner", "sdar", *SMOKE, "--set", f"learner.skill_library={tmp_path}",
@@ -172,8 +172,8 @@ def test_user_library_folder_reaches_the_teacher(tmp_path):
     lib = tmp_path / "lib"
     (lib / "toy").mkdir(parents=True)
     (lib / "general.md").write_text("Answer with one word.")
-    cfg = resolve_config("sdar", "toy", preset="smoke", set_items=[f"learner.skill_library={lib}"])
-    run = RunInfo(benchmark=opid_gym.BENCHMARKS.get("toy"), family="toy", template=toyenv.TOY_PROMPT,
+    cfg = resolve_config("sdar", "letters", preset="smoke", set_items=[f"learner.skill_library={lib}"])
+    run = RunInfo(benchmark=opid_gym.BENCHMARKS.get("letters"), family="toy", template=toyenv.TOY_PROMPT,
                   action_format="think_action")
     learner = SDAR(cfg.learner, run)
     assert learner.library.select("toy", "write a word", "letter-e").text == "Answer with one word."

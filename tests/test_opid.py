@@ -19,7 +19,7 @@ from learners.skills.inject import EPISODE_SECTION, STEP_SECTION, inject_skill, 
 from opid_gym.benchmark import Benchmark
 from opid_gym.cli import main
 from opid_gym.config import OptimConfig
-from opid_gym.learner import LearnerConfig, RunInfo, StepBatch, StepContext, build_step_batch
+from opid_gym.learner import LearnerConfig, RunInfo, StepContext, build_step_batch
 from opid_gym.types import Step, Trajectory
 from tests.support import letters as toyenv
 
@@ -74,7 +74,8 @@ def test_injection_positions_on_real_alfworld_prompts(alfworld_traj):
         ep = insert_episode_skill(text, T, task, EP)
         assert ep.anchored
         # right after the FIRST task line (the one under the intro), as its own line
-        expected = text.replace(task_line + "\n", f"{task_line}\nLesson from a finished attempt at this task: {EP}\n", 1)
+        lesson = f"Lesson from a finished attempt at this task: {EP}"
+        expected = text.replace(task_line + "\n", f"{task_line}\n{lesson}\n", 1)
         assert ep.text == expected
         lines = ep.text.split("\n")
         assert lines[:3] == [T.intro, task_line, f"Lesson from a finished attempt at this task: {EP}"]
@@ -108,7 +109,8 @@ def test_injection_fallbacks_and_messages():
     assert not got.anchored
     assert got.text == "Intro.\nAt step 1, you observe: x\n" + EPISODE_SECTION.format(skill=EP) + "\n" + T.instruction
     msgs = [{"role": "system", "content": "sys"}, {"role": "user", "content": "old turn"},
-            {"role": "assistant", "content": "a"}, {"role": "user", "content": "Your task is to: do y.\n" + T.instruction}]
+            {"role": "assistant", "content": "a"},
+            {"role": "user", "content": "Your task is to: do y.\n" + T.instruction}]
     out, anchored = inject_skill(msgs, T, "do y.", "episode", EP)
     assert anchored and out[:3] == msgs[:3] and msgs[3]["content"].startswith("Your task")  # input untouched
     assert out[3]["content"] == f"Your task is to: do y.\nLesson from a finished attempt at this task: {EP}\n" \
@@ -163,15 +165,15 @@ def toy_trajs(tiny_policy):
 
     toyenv.register()
     agent = ModelAgent(tiny_policy, SamplingParams(temperature=1.0, max_new_tokens=6, max_prompt_tokens=256))
-    with InProcessPool("toy-train", {"max_steps": 2}) as pool:
-        trajs = run_episodes(pool, agent, make_groups([0, 1, 2], 3, seed=11), env_id="toy-train",
+    with InProcessPool("letters-train", {"max_steps": 2}) as pool:
+        trajs = run_episodes(pool, agent, make_groups([0, 1, 2], 3, seed=11), env_id="letters-train",
                              template=toyenv.TOY_PROMPT, action_format="think_action", history=WindowHistory(1))
     assert sum(t.length for t in trajs) > len(trajs), "some episodes should have two steps"
     return trajs
 
 
 def toy_run(run_dir=None, prompt_limit=256) -> RunInfo:
-    bench = Benchmark("toy", "opid/toy-eval", "opid/toy-train", max_steps=2)
+    bench = Benchmark("letters", "opid/letters-eval", "opid/letters-train", max_steps=2)
     return RunInfo(benchmark=bench, family="toy", template=toyenv.TOY_PROMPT, action_format="think_action",
                    run_dir=run_dir, max_prompt_tokens=prompt_limit)
 
@@ -188,7 +190,8 @@ def setup(policy, trajs, *, micro=4, keep_ref=False, prompt_limit=256, source="r
                       else trainer.score(batch.prompt_ids, batch.response_ids, width=width))
     if keep_ref:
         batch.ref_logp = trainer.score(batch.prompt_ids, batch.response_ids, which="ref", width=width)
-    ctx = make_step_context(0, toy_run(prompt_limit=prompt_limit), trainer, batch, prompt_limit, (logs if logs is not None else {}).update,
+    sink = logs if logs is not None else {}
+    ctx = make_step_context(0, toy_run(prompt_limit=prompt_limit), trainer, batch, prompt_limit, sink.update,
                             old_logp_source=source)
     return trainer, batch, ctx
 
@@ -214,8 +217,8 @@ def test_skill_advantage_equals_separately_scored_difference(tiny_policy, toy_tr
         content = batch.messages[i][-1]["content"]
         if t in analysis.step_skills:  # built here by plain string replacement, independently of inject.py
             weight, kinds = 0.5, kinds + ["step"]
-            skilled = content.replace(toyenv.TOY_PROMPT.instruction,
-                                      f"Advice for this step: {analysis.step_skills[t]}\n" + toyenv.TOY_PROMPT.instruction)
+            instruction = toyenv.TOY_PROMPT.instruction
+            skilled = content.replace(instruction, f"Advice for this step: {analysis.step_skills[t]}\n{instruction}")
         else:
             weight, kinds = 1.0, kinds + ["episode"]
             line = f"Your task is to: {batch.task[i]}"
@@ -268,7 +271,7 @@ def test_annotations_for_the_trajectory_viewer(tiny_policy, toy_trajs):
     for i, ann in enumerate(batch.annotations):
         n = len(batch.response_ids[i])
         assert len(ann["skill_adv"]) == n == len(ann["response_tokens"])
-        assert ann["skill_adv"] == pytest.approx(batch.extras["skill_adv"][i, :n].tolist(), abs=1e-8)
+        assert ann["skill_adv"] == pytest.approx(batch.extras["skill_adv"][i, :n].tolist(), rel=1e-5, abs=1e-12)
         assert ann["routed_skill"].startswith(("step skill: ", "episode skill: "))
         assert json.dumps(ann)  # JSON-able
 
@@ -358,7 +361,7 @@ def test_defaults_and_config_errors(tmp_path):
 
 
 # ------------------------------------------------------------- whole runs
-TOY = ["--learner", "opid", "--env", "toy", "--preset", "smoke", "--set", "rollout.max_new_tokens=8",
+TOY = ["--learner", "opid", "--env", "letters", "--preset", "smoke", "--set", "rollout.max_new_tokens=8",
        "--set", "rollout.group_size=3", "--no-progress"]
 
 

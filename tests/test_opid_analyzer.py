@@ -136,7 +136,8 @@ def test_prompt_shows_task_outcome_steps_and_discounted_returns():
     assert "Task: put a mug in desk." in text and "Task type: pick" in text
     assert "Outcome: SUCCESS" in text and "SUCCEEDED" in text and "FAILED" not in text
     assert "Candidate step indices: 0, 1, 2" in text and "at most 4 step indices" in text
-    assert "### Step 0\nObservation: You are in a room.\nResponse: <think>t</think><action>go to desk 1</action>" in text
+    assert ("### Step 0\nObservation: You are in a room.\n"
+            "Response: <think>t</think><action>go to desk 1</action>") in text
     # G_t = r_t + 0.95 G_{t+1}: 10, 9.5, 9.025
     assert "Return G_0: 9.025" in text and "Return G_1: 9.5" in text and "Return G_2: 10" in text
     failed = build_analysis_messages(traj([step(0)]), retry_reason="no JSON object found")[1]["content"]
@@ -327,7 +328,8 @@ def test_policy_analyzer_uses_the_given_generate():
 
     def generate(prompts, params, seeds):
         seen["n"], seen["params"] = len(prompts), params
-        return [Generation('{"episode_skill": "Be quick.", "step_skills": {"0": "Go."}}', [1, 2], [3], [-0.5]) for _ in prompts]
+        text = '{"episode_skill": "Be quick.", "step_skills": {"0": "Go."}}'
+        return [Generation(text, [1, 2], [3], [-0.5]) for _ in prompts]
 
     an = Analyzer(AnalyzerSettings(kind="policy", max_new_tokens=77))
     assert an.analyze(some_trajs(1))[0].error.startswith("RuntimeError")   # no generate given: a counted failure

@@ -129,7 +129,8 @@ def rules_analysis(traj: Trajectory, max_step_skills: int = 5) -> Analysis:
         mistakes = {
             "invalid": f"{counts['invalid']} response(s) broke the action format, so the environment could not act",
             "no_effect": f"{counts['no_effect']} action(s) had no effect (\"Nothing happens.\")",
-            "repeated_failure": f"{counts['repeated_failure']} time(s) an action that had already failed was tried again",
+            "repeated_failure": f"{counts['repeated_failure']} time(s) an action that had already failed was tried "
+                                "again",
             "loop": f"{counts['loop']} time(s) the same action was repeated in the same situation",
         }
         deviation = next((f for f in findings if f.kind == "deviation"), None)

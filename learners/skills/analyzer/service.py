@@ -234,7 +234,8 @@ class PolicyBackend:
             err = RuntimeError("analyzer=policy needs the loop's generate (StepContext.generate is None)")
             return [err for _ in conversations]
         s = self.settings
-        params = SamplingParams(temperature=s.temperature, max_new_tokens=s.max_new_tokens, max_prompt_tokens=s.max_prompt_tokens)
+        params = SamplingParams(temperature=s.temperature, max_new_tokens=s.max_new_tokens,
+                                max_prompt_tokens=s.max_prompt_tokens)
         try:
             gens = self.generate(list(conversations), params, list(seeds))
         except Exception as exc:
