@@ -79,7 +79,7 @@ def test_run_with_nproc_2_matches_one_process_and_resumes_exactly(tmp_path, monk
 
     letters.register()
     monkeypatch.setenv("OPID_GYM_RESULTS", str(tmp_path / "results.sqlite"))
-    args = ["run", "--learner", "grpo", "--env", "toy", "--preset", "smoke", "--set", "rollout.max_new_tokens=8",
+    args = ["run", "--learner", "grpo", "--env", "letters", "--preset", "smoke", "--set", "rollout.max_new_tokens=8",
             "--set", "rollout.group_size=3", "--set", "optim.lr=1e-3", "--set", "optim.micro_batch_size=2",
             "--set", "model.cpu_threads=1", "--no-progress"]
     one, two = tmp_path / "one", tmp_path / "two"
@@ -158,11 +158,11 @@ def test_launch_command_and_child_arguments(tmp_path):
     import argparse
 
     cfg = tmp_path / "c.json"
-    args = argparse.Namespace(learner="grpo", env="toy", model="tiny", preset="smoke", config=str(cfg),
+    args = argparse.Namespace(learner="grpo", env="letters", model="tiny", preset="smoke", config=str(cfg),
                               set_items=["optim.lr=1e-5"], no_progress=True, nproc=2, data_root="data",
                               results_db=None)
     argv = _child_argv(args, ["run", *_run_argv(args), "--out", "runs/x"])
-    assert argv == ["--data-root", str(Path("data").resolve()), "run", "--learner", "grpo", "--env", "toy",
+    assert argv == ["--data-root", str(Path("data").resolve()), "run", "--learner", "grpo", "--env", "letters",
                     "--model", "tiny", "--preset", "smoke", "--config", str(cfg.resolve()), "--set", "optim.lr=1e-5",
                     "--out", "runs/x", "--no-progress"]
     assert "--nproc" not in argv  # torchrun's own parser would take it for --nproc-per-node
@@ -173,7 +173,7 @@ def test_bad_nproc_and_sharded_trainer_without_torchrun_are_clear_errors(tmp_pat
     from opid_gym.cli import main
 
     letters.register()
-    assert main(["run", "--learner", "grpo", "--env", "toy", "--preset", "smoke", "--nproc", "0",
+    assert main(["run", "--learner", "grpo", "--env", "letters", "--preset", "smoke", "--nproc", "0",
                  "--out", str(tmp_path / "r")]) == 2
     assert "--nproc must be >= 1" in capsys.readouterr().err and not (tmp_path / "r").exists()
 
@@ -189,9 +189,9 @@ def test_bad_nproc_and_sharded_trainer_without_torchrun_are_clear_errors(tmp_pat
 def test_ray_pool_setting_needs_workers():
     letters.register()
     with pytest.raises(ConfigError, match="env.workers >= 1"):
-        resolve_config("grpo", "toy", preset="smoke", set_items=["env.pool=ray"])
-    cfg = resolve_config("grpo", "toy", preset="smoke", set_items=["env.pool=ray", "env.workers=2",
+        resolve_config("grpo", "letters", preset="smoke", set_items=["env.pool=ray"])
+    cfg = resolve_config("grpo", "letters", preset="smoke", set_items=["env.pool=ray", "env.workers=2",
                                                                   "env.ray_address=auto"])
     assert (cfg.env.pool, cfg.env.workers, cfg.env.ray_address) == ("ray", 2, "auto")
     with pytest.raises(ConfigError, match="env.pool"):
-        resolve_config("grpo", "toy", preset="smoke", set_items=["env.pool=spark"])
+        resolve_config("grpo", "letters", preset="smoke", set_items=["env.pool=spark"])

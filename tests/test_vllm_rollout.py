@@ -21,7 +21,7 @@ from opid_gym.config import ModelConfig
 from tests.support import letters
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGS = ["run", "--learner", "grpo", "--env", "toy", "--preset", "smoke", "--set", "rollout.max_new_tokens=8",
+ARGS = ["run", "--learner", "grpo", "--env", "letters", "--preset", "smoke", "--set", "rollout.max_new_tokens=8",
         "--set", "rollout.group_size=3", "--set", "optim.lr=1e-3", "--set", "optim.micro_batch_size=2",
         "--set", "model.rollout_engine=vllm", "--set", "model.engine_options={\"kv_cache_memory_bytes\": 268435456}",
         "--no-progress"]

@@ -1,7 +1,7 @@
 """``python -m tests.support.dist_cli ARGS``: ``opid-bench ARGS`` with the test environments registered.
 
 ``--nproc N`` relaunches this module (not ``opid_gym``) through torchrun, so every
-process registers the in-test ``toy`` benchmark before parsing its arguments.
+process registers the in-test ``letters`` benchmark before parsing its arguments.
 """
 
 from __future__ import annotations
