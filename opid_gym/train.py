@@ -450,6 +450,10 @@ class Run:
         from opid_gym.distributed import init_distributed
 
         self.dist = init_distributed(cfg.model.device)  # one process: rank 0 of 1, nothing to join
+        if cfg.env.pool == "ray":  # an optional dependency: fail before the run folder is written
+            from opid_gym.ray_pool import _import_ray
+
+            _import_ray()
         self.bench = run_benchmark(cfg)
         train_env = self.bench.train_env_id
         if train_env is None:
@@ -900,6 +904,10 @@ def cmd_run(args: Any) -> int:
         Run(cfg, run_dir, progress=_progress(args), results_db=getattr(args, "results_db", None)).train()
     except RunError as exc:
         raise CLIError(str(exc)) from None
+    except ImportError as exc:
+        if "pip install" not in str(exc):  # a missing optional extra says how to install it
+            raise
+        raise CLIError(str(exc)) from None
     except KeyboardInterrupt:
         return _interrupted(run_dir)
     finally:
@@ -988,6 +996,10 @@ def cmd_resume(args: Any) -> int:
     try:
         Run(cfg, run_dir, resume=True, progress=_progress(args), results_db=getattr(args, "results_db", None)).train()
     except RunError as exc:
+        raise CLIError(str(exc)) from None
+    except ImportError as exc:
+        if "pip install" not in str(exc):  # a missing optional extra says how to install it
+            raise
         raise CLIError(str(exc)) from None
     except KeyboardInterrupt:
         return _interrupted(run_dir)

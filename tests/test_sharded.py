@@ -195,3 +195,15 @@ def test_ray_pool_setting_needs_workers():
     assert (cfg.env.pool, cfg.env.workers, cfg.env.ray_address) == ("ray", 2, "auto")
     with pytest.raises(ConfigError, match="env.pool"):
         resolve_config("grpo", "letters", preset="smoke", set_items=["env.pool=spark"])
+
+
+def test_ray_pool_without_ray_is_a_clear_error_before_the_run_folder(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("transformers")
+    from opid_gym.cli import main
+
+    letters.register()
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as if it were not installed
+    out = tmp_path / "run"
+    assert main(["run", "--learner", "grpo", "--env", "letters", "--preset", "smoke", "--set", "env.pool=ray",
+                 "--set", "env.workers=1", "--out", str(out)]) == 2
+    assert "pip install 'opid-gym[ray]'" in capsys.readouterr().err and not out.exists()
