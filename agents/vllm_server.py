@@ -147,7 +147,8 @@ class VLLMServerEngine:
             ids = list(prompt_ids[i])
             room = self.max_model_len - len(ids)
             if room < 1:
-                raise ValueError(f"prompt {i} has {len(ids)} tokens; the server's max_model_len is {self.max_model_len}")
+                raise ValueError(f"prompt {i} has {len(ids)} tokens; the server's max_model_len "
+                                 f"is {self.max_model_len}")
             body: dict[str, Any] = {
                 "model": self.model, "prompt": ids, "max_tokens": min(params.max_new_tokens, room),
                 "temperature": params.temperature, "top_p": params.top_p, "logprobs": 0,

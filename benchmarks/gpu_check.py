@@ -321,11 +321,13 @@ def training_step(report: Report, mem: Memory, learner: str, model_dir: str, arg
                "rollouts: " + ("vLLM" if use_vllm else "transformers (dry run)"))
     for key in ("rollout", "prepare", "update", "sync"):
         report.add(name, f"time/{key} s", float(rec.get(f"time/{key}", 0.0)))
-    report.add(name, "episodes / samples / tokens",
-               f"{rec['rollout/episodes']:.0f} / {rec.get('rollout/samples', 0):.0f} / {rec['rollout/tokens_generated']:.0f}")
-    report.add(name, "loss/total, grad_norm", f"{rec.get('loss/total', float('nan')):.4g}, {rec.get('grad_norm', float('nan')):.4g}")
+    nan = float("nan")
+    report.add(name, "episodes / samples / tokens", f"{rec['rollout/episodes']:.0f} / "
+               f"{rec.get('rollout/samples', 0):.0f} / {rec['rollout/tokens_generated']:.0f}")
+    report.add(name, "loss/total, grad_norm", f"{rec.get('loss/total', nan):.4g}, {rec.get('grad_norm', nan):.4g}")
     if "sync/drift_mean_abs" in rec:
-        report.add(name, "drift mean / max |dlogp|", f"{rec['sync/drift_mean_abs']:.3g} / {rec['sync/drift_max_abs']:.3g}",
+        report.add(name, "drift mean / max |dlogp|",
+                   f"{rec['sync/drift_mean_abs']:.3g} / {rec['sync/drift_max_abs']:.3g}",
                    "engine vs trainer after the weight load: passed")
     elif use_vllm:
         raise RuntimeError("no drift check was recorded after the weight sync")
@@ -407,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
         import json
 
         cfg_json = json.loads((Path(model_dir) / "config.json").read_text())
-        report.add("setup", "model", Path(model_dir).name if args.model else ("tiny" if dry else "small-qwen2 (random)"),
+        label = Path(model_dir).name if args.model else ("tiny" if dry else "small-qwen2 (random)")
+        report.add("setup", "model", label,
                    f"{cfg_json.get('num_hidden_layers')} layers, hidden {cfg_json.get('hidden_size')}, "
                    f"vocab {cfg_json.get('vocab_size')}; built in {time.perf_counter() - t0:.1f}s")
     except Exception as exc:  # nothing else can run without a model
@@ -434,7 +437,8 @@ def main(argv: list[str] | None = None) -> int:
             report.fail(name, exc)
         free_cuda()
     if cuda:
-        report.add("memory", "GPU peak in use GiB (all allocators)", mem.device_peak, "total - free, sampled after each step")
+        report.add("memory", "GPU peak in use GiB (all allocators)", mem.device_peak,
+                   "total - free, sampled after each step")
     return finish(report, args, gpu, start)
 
 

@@ -282,7 +282,8 @@ class _WithWeights:
             return self._generator.generate(*args, **kwargs)
 
 
-def gather_rollouts(total: int, mine: Sequence[int], trajs: list[Trajectory], stats: Any) -> tuple[list[Trajectory], Any]:
+def gather_rollouts(total: int, mine: Sequence[int], trajs: list[Trajectory],
+                    stats: Any) -> tuple[list[Trajectory], Any]:
     """Every rank's share of a step's episodes → all ``total`` trajectories in episode order
     (the single-process order) and the summed rollout statistics, on every rank."""
     import dataclasses

@@ -138,7 +138,8 @@ def test_each_rank_takes_every_world_size_th_item():
 def test_gathered_rollouts_come_back_in_episode_order():
     """One process: the gather puts this rank's trajectories at their episode indices."""
     trajs = ["t2", "t0", "t1"]
-    ordered, stats = gather_rollouts(3, [2, 0, 1], trajs, RolloutStats(env_steps=5, generated_tokens=7))  # type: ignore[arg-type]
+    stats_in = RolloutStats(env_steps=5, generated_tokens=7)
+    ordered, stats = gather_rollouts(3, [2, 0, 1], trajs, stats_in)  # type: ignore[arg-type]
     assert ordered == ["t0", "t1", "t2"] and stats.env_steps == 5 and stats.generated_tokens == 7
     with pytest.raises(RuntimeError, match=r"episodes \[2\]"):
         gather_rollouts(3, [0, 1], ["a", "b"], RolloutStats())  # type: ignore[arg-type]
