@@ -126,6 +126,9 @@ def shutdown() -> None:
     import torch.distributed as dist
 
     if dist.is_initialized():
+        # Every rank leaves together: a rank that tears gloo down while a peer is still
+        # in a collective can abort ("terminate called without an active exception").
+        dist.barrier(group=_CPU_GROUP)
         dist.destroy_process_group()
     _CPU_GROUP, _INFO = None, DistInfo()
 
