@@ -12,8 +12,9 @@ Printed, all measured in this one run on this machine:
   ``opid_gym.make("alfworld-unseen")``; time per ``step`` call only (game loading is the
   same code in both), reported as ours/raw - 1.
 * Rollout throughput per family: the ``random`` agent through ``run_episodes`` with the
-  process pool, env steps per second including resets, for each worker count, and the
-  scaling ratio rate(N) / (N × rate(1)).
+  process pool, env steps per second including resets (after one untimed warm-up pass
+  over the same episodes), for each worker count, and the scaling ratio
+  rate(N) / (N × rate(1)).
 """
 
 from __future__ import annotations
@@ -84,12 +85,16 @@ def pool_rate(bench_name: str, data_root: str, workers: int, episodes: int, max_
     kwargs = {"max_steps": max_steps, **bench.env_kwargs, "data_root": data_root}
     specs = [EpisodeSpec(i, 1000 + i, f"e{i}") for i in range(episodes)]
     with ProcessPool(bench.env_id, kwargs, workers=workers) as pool:
-        # Warm up: build every slot's environment once (imports, data, search indexes), untimed.
-        pool.reset([(slot, 0, {"task_index": 0}) for slot in range(len(specs))])
+        def rollout(stats: RolloutStats) -> None:
+            run_episodes(pool, make_agent("random"), specs, env_id=bench.env_id, template=cls.prompt,
+                         action_format=cls.action_format, history=WindowHistory(2), stats=stats)
+
+        # Warm-up: the same episodes once, untimed, so that every worker has built its
+        # environments and loaded what they load lazily (search indexes, spaCy, engines).
+        rollout(RolloutStats())
         stats = RolloutStats()
         t0 = time.perf_counter()
-        run_episodes(pool, make_agent("random"), specs, env_id=bench.env_id, template=cls.prompt,
-                     action_format=cls.action_format, history=WindowHistory(2), stats=stats)
+        rollout(stats)
         seconds = time.perf_counter() - t0
     return stats.env_steps / seconds
 
