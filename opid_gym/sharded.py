@@ -42,8 +42,8 @@ import torch
 from opid_gym import distributed
 from opid_gym.backend import TrainablePolicy
 from opid_gym.config import OptimConfig
-from opid_gym.learner import Learner, LossInputs, StepBatch
-from opid_gym.trainer import lr_at, minibatch_rows
+from opid_gym.learner import Learner, StepBatch
+from opid_gym.trainer import lr_at, micro_batch_loss, minibatch_rows
 from opid_gym.types import Message
 
 
@@ -244,25 +244,8 @@ class ShardedTrainer:
                 res = self._dummy(self.policy)
                 (res.logprobs.sum() * 0.0).backward()
                 continue
-            res = self.policy.forward_logprobs(
-                [batch.prompt_ids[r] for r in micro], [batch.response_ids[r] for r in micro],
-                entropy=learner.needs_entropy,
-            )
-            width = res.logprobs.shape[1]
-            device = res.logprobs.device
-
-            def cut(t: torch.Tensor | None) -> torch.Tensor | None:
-                if t is None:
-                    return None
-                t = t[micro]
-                return (t[:, :width] if t.dim() >= 2 else t).to(device)
-
-            inputs = LossInputs(
-                logp=res.logprobs, old_logp=cut(batch.old_logp), mask=cut(batch.mask),
-                advantages=cut(advantages), num_tokens=num_tokens, ref_logp=cut(batch.ref_logp),
-                entropy=res.entropy, extras={k: cut(v) for k, v in batch.extras.items()}, step=step,
-            )
-            out = learner.loss(inputs)
+            out = micro_batch_loss(self.policy, batch, advantages, learner, micro, num_tokens=num_tokens,
+                                   step=step)
             (out.loss * self.world).backward()  # FSDP averages over ranks; the loss is a global sum
             for key, v in out.metrics.items():
                 sums[key] = sums.get(key, 0.0) + float(v)

@@ -30,7 +30,7 @@ import torch
 from opid_gym.agent import derive_seed
 from opid_gym.backend import TrainablePolicy
 from opid_gym.config import OptimConfig
-from opid_gym.learner import Learner, LossInputs, StepBatch
+from opid_gym.learner import Learner, LossInputs, LossOutput, StepBatch
 from opid_gym.types import Message
 
 
@@ -70,6 +70,34 @@ def minibatch_rows(n: int, mini_batch_size: int, seed: int, step: int, epoch: in
     gen = torch.Generator().manual_seed(derive_seed(seed, "minibatch", step, epoch) % (2**63 - 1))
     perm = torch.randperm(n, generator=gen)
     return list(torch.tensor_split(perm, math.ceil(n / mini_batch_size)))
+
+
+def micro_batch_loss(policy: TrainablePolicy, batch: StepBatch, advantages: torch.Tensor, learner: Learner,
+                     micro: list[int], *, num_tokens: float, step: int) -> LossOutput:
+    """The learner's loss on rows ``micro`` of ``batch``, with gradients through ``policy``.
+
+    Every per-row tensor of the batch (``[B, T]`` or ``[B]``) is cut to those rows and to the
+    response width of this forward pass (``T_micro <= T``), on the policy's device.
+    ``num_tokens`` is the response-token count of the whole mini-batch (the loss divisor).
+    """
+    res = policy.forward_logprobs(
+        [batch.prompt_ids[r] for r in micro], [batch.response_ids[r] for r in micro],
+        entropy=learner.needs_entropy,
+    )
+    width = res.logprobs.shape[1]
+    device = res.logprobs.device
+
+    def cut(t: torch.Tensor | None) -> torch.Tensor | None:
+        if t is None:
+            return None
+        t = t[micro]
+        return (t[:, :width] if t.dim() >= 2 else t).to(device)
+
+    return learner.loss(LossInputs(
+        logp=res.logprobs, old_logp=cut(batch.old_logp), mask=cut(batch.mask),
+        advantages=cut(advantages), num_tokens=num_tokens, ref_logp=cut(batch.ref_logp),
+        entropy=res.entropy, extras={k: cut(v) for k, v in batch.extras.items()}, step=step,
+    ))
 
 
 class LocalTrainer:
@@ -171,25 +199,8 @@ class LocalTrainer:
         size = self.cfg.micro_batch_size
         for start in range(0, len(rows), size):
             micro = rows[start: start + size]
-            res = self.policy.forward_logprobs(
-                [batch.prompt_ids[r] for r in micro], [batch.response_ids[r] for r in micro],
-                entropy=learner.needs_entropy,
-            )
-            width = res.logprobs.shape[1]
-            device = res.logprobs.device
-
-            def cut(t: torch.Tensor | None) -> torch.Tensor | None:
-                if t is None:
-                    return None
-                t = t[micro]
-                return (t[:, :width] if t.dim() >= 2 else t).to(device)
-
-            inputs = LossInputs(
-                logp=res.logprobs, old_logp=cut(batch.old_logp), mask=cut(batch.mask),
-                advantages=cut(advantages), num_tokens=num_tokens, ref_logp=cut(batch.ref_logp),
-                entropy=res.entropy, extras={k: cut(v) for k, v in batch.extras.items()}, step=step,
-            )
-            out = learner.loss(inputs)
+            out = micro_batch_loss(self.policy, batch, advantages, learner, micro, num_tokens=num_tokens,
+                                   step=step)
             out.loss.backward()
             for k, v in out.metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
