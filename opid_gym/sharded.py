@@ -43,7 +43,7 @@ from opid_gym import distributed
 from opid_gym.backend import TrainablePolicy
 from opid_gym.config import OptimConfig
 from opid_gym.learner import Learner, StepBatch
-from opid_gym.trainer import lr_at, micro_batch_loss, minibatch_rows
+from opid_gym.trainer import micro_batch_loss, ppo_epochs
 from opid_gym.types import Message
 
 
@@ -210,26 +210,8 @@ class ShardedTrainer:
     # --------------------------------------------------------------- update
     def update(self, batch: StepBatch, advantages: torch.Tensor, learner: Learner, *, step: int) -> dict[str, float]:
         """PPO epochs × mini-batches, each rank on its rows; metrics are global means over optimiser steps."""
-        if batch.old_logp is None:
-            raise RuntimeError("the batch has no old_logp")
-        lr = lr_at(step, self.total_steps, self.cfg)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        totals: dict[str, float] = {}
-        n_opt = skipped = 0
-        for epoch in range(self.cfg.epochs):
-            for rows in minibatch_rows(len(batch), self.cfg.mini_batch_size, self.seed, step, epoch):
-                metrics = self._minibatch(batch, advantages, learner, rows.tolist(), step)
-                if not math.isfinite(metrics["grad_norm"]):
-                    skipped += 1
-                for k, v in metrics.items():
-                    totals[k] = totals.get(k, 0.0) + v
-                n_opt += 1
-        out = {k: v / max(n_opt, 1) for k, v in totals.items()}
-        out["optim/lr"] = lr
-        out["optim/steps"] = float(n_opt)
-        out["optim/skipped_steps"] = float(skipped)
-        return out
+        return ppo_epochs(self.cfg, self.optimizer, batch, step=step, total_steps=self.total_steps, seed=self.seed,
+                          minibatch=lambda rows: self._minibatch(batch, advantages, learner, rows, step))
 
     def _minibatch(self, batch: StepBatch, advantages: torch.Tensor, learner: Learner, rows: list[int],
                    step: int) -> dict[str, float]:

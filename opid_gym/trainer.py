@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Iterable, Literal, Protocol, Sequence
+from typing import Any, Callable, Iterable, Literal, Protocol, Sequence
 
 import torch
 
@@ -70,6 +70,36 @@ def minibatch_rows(n: int, mini_batch_size: int, seed: int, step: int, epoch: in
     gen = torch.Generator().manual_seed(derive_seed(seed, "minibatch", step, epoch) % (2**63 - 1))
     perm = torch.randperm(n, generator=gen)
     return list(torch.tensor_split(perm, math.ceil(n / mini_batch_size)))
+
+
+def ppo_epochs(cfg: OptimConfig, optimizer: torch.optim.Optimizer, batch: StepBatch, *, step: int,
+               total_steps: int, seed: int, minibatch: Callable[[list[int]], dict[str, float]]) -> dict[str, float]:
+    """``cfg.epochs`` passes over ``batch`` in seeded mini-batches, one optimiser step each.
+
+    ``minibatch(rows)`` does one optimiser step on those rows and returns its metrics (with
+    ``grad_norm``, non-finite when the step was skipped). Returns the mean of each metric
+    over optimiser steps, plus the learning rate and the step counts.
+    """
+    if batch.old_logp is None:
+        raise RuntimeError("the batch has no old_logp")
+    lr = lr_at(step, total_steps, cfg)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    totals: dict[str, float] = {}
+    n_opt = skipped = 0
+    for epoch in range(cfg.epochs):
+        for rows in minibatch_rows(len(batch), cfg.mini_batch_size, seed, step, epoch):
+            metrics = minibatch(rows.tolist())
+            if not math.isfinite(metrics["grad_norm"]):
+                skipped += 1
+            for k, v in metrics.items():
+                totals[k] = totals.get(k, 0.0) + v
+            n_opt += 1
+    out = {k: v / max(n_opt, 1) for k, v in totals.items()}
+    out["optim/lr"] = lr
+    out["optim/steps"] = float(n_opt)
+    out["optim/skipped_steps"] = float(skipped)
+    return out
 
 
 def micro_batch_loss(policy: TrainablePolicy, batch: StepBatch, advantages: torch.Tensor, learner: Learner,
@@ -169,27 +199,8 @@ class LocalTrainer:
     # ------------------------------------------------------------------- update
     def update(self, batch: StepBatch, advantages: torch.Tensor, learner: Learner, *, step: int) -> dict[str, float]:
         """PPO epochs over the batch in mini-batches; returns mean metrics over optimiser steps."""
-        if batch.old_logp is None:
-            raise RuntimeError("the batch has no old_logp")
-        lr = lr_at(step, self.total_steps, self.cfg)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        totals: dict[str, float] = {}
-        n_opt = 0
-        skipped = 0
-        for epoch in range(self.cfg.epochs):
-            for rows in minibatch_rows(len(batch), self.cfg.mini_batch_size, self.seed, step, epoch):
-                metrics = self._minibatch(batch, advantages, learner, rows.tolist(), step)
-                if not math.isfinite(metrics["grad_norm"]):
-                    skipped += 1
-                for k, v in metrics.items():
-                    totals[k] = totals.get(k, 0.0) + v
-                n_opt += 1
-        out = {k: v / max(n_opt, 1) for k, v in totals.items()}
-        out["optim/lr"] = lr
-        out["optim/steps"] = float(n_opt)
-        out["optim/skipped_steps"] = float(skipped)
-        return out
+        return ppo_epochs(self.cfg, self.optimizer, batch, step=step, total_steps=self.total_steps, seed=self.seed,
+                          minibatch=lambda rows: self._minibatch(batch, advantages, learner, rows, step))
 
     def _minibatch(self, batch: StepBatch, advantages: torch.Tensor, learner: Learner, rows: list[int],
                    step: int) -> dict[str, float]:
