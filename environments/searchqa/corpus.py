@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -119,6 +120,7 @@ class PassageStore:
         if self._fh is None or self._pid != os.getpid():  # one handle per process (forked workers)
             self._fh = open(self.path, "rb")
             self._pid = os.getpid()
+            weakref.finalize(self, self._fh.close)  # closed with the corpus, or at exit
         return self._fh
 
     def __getitem__(self, index: int) -> Passage:
