@@ -43,7 +43,7 @@ from opid_gym import distributed
 from opid_gym.backend import TrainablePolicy
 from opid_gym.config import OptimConfig
 from opid_gym.learner import Learner, StepBatch
-from opid_gym.trainer import micro_batch_loss, ppo_epochs
+from opid_gym.trainer import adamw, micro_batch_loss, ppo_epochs, token_strings
 from opid_gym.types import Message
 
 
@@ -151,10 +151,7 @@ class ShardedTrainer:
             shard_module(self.ref.module, fsdp)
         self.module.eval()
         self.params = [p for p in self.module.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(
-            self.params, lr=optim.lr, betas=(optim.beta1, optim.beta2), eps=optim.eps,
-            weight_decay=optim.weight_decay,
-        )
+        self.optimizer = adamw(self.params, optim)
         self._pad = int(getattr(policy, "pad_id", 0))
 
     @property
@@ -166,10 +163,7 @@ class ShardedTrainer:
         return self.policy.encode_chat(messages, max_prompt_tokens)
 
     def token_strings(self, token_ids: Sequence[int]) -> list[str]:
-        decode = getattr(self.policy, "decode", None)
-        if not callable(decode):
-            return [str(t) for t in token_ids]
-        return [decode([t]) for t in token_ids]
+        return token_strings(self.policy, token_ids)
 
     def _rounds(self, n: int) -> int:
         """Micro-batch passes every rank makes for n rows (the busiest rank's count)."""

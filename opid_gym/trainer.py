@@ -72,6 +72,20 @@ def minibatch_rows(n: int, mini_batch_size: int, seed: int, step: int, epoch: in
     return list(torch.tensor_split(perm, math.ceil(n / mini_batch_size)))
 
 
+def adamw(params: list[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.AdamW:
+    """The optimiser of every trainer, from the run's optimiser settings."""
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                             weight_decay=cfg.weight_decay)
+
+
+def token_strings(policy: TrainablePolicy, token_ids: Sequence[int]) -> list[str]:
+    """One decoded string per token id (the backend's ``decode`` of each id alone, else the id)."""
+    decode = getattr(policy, "decode", None)
+    if not callable(decode):
+        return [str(t) for t in token_ids]
+    return [decode([t]) for t in token_ids]
+
+
 def ppo_epochs(cfg: OptimConfig, optimizer: torch.optim.Optimizer, batch: StepBatch, *, step: int,
                total_steps: int, seed: int, minibatch: Callable[[list[int]], dict[str, float]]) -> dict[str, float]:
     """``cfg.epochs`` passes over ``batch`` in seeded mini-batches, one optimiser step each.
@@ -157,10 +171,7 @@ class LocalTrainer:
             for p in self.ref.module.parameters():
                 p.requires_grad_(False)
         self.params = [p for p in self.module.parameters() if p.requires_grad]  # LoRA: the adapters only
-        self.optimizer = torch.optim.AdamW(
-            self.params, lr=optim.lr, betas=(optim.beta1, optim.beta2), eps=optim.eps,
-            weight_decay=optim.weight_decay,
-        )
+        self.optimizer = adamw(self.params, optim)
 
     @property
     def module(self) -> torch.nn.Module:
@@ -171,11 +182,7 @@ class LocalTrainer:
         return self.policy.encode_chat(messages, max_prompt_tokens)
 
     def token_strings(self, token_ids: Sequence[int]) -> list[str]:
-        """One decoded string per token id (the backend's ``decode`` of each id alone)."""
-        decode = getattr(self.policy, "decode", None)
-        if not callable(decode):
-            return [str(t) for t in token_ids]
-        return [decode([t]) for t in token_ids]
+        return token_strings(self.policy, token_ids)
 
     @torch.no_grad()
     def score(
