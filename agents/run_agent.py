@@ -55,7 +55,8 @@ def make_agent(run_dir: str, **options: Any) -> RunAgent:
         FileNotFoundError: ``run_dir`` is not a run folder or holds no complete checkpoint.
     """
     from opid_gym.checkpoint import find_latest, load_checkpoint
-    from opid_gym.train import RunError, load_run_config, make_policy
+    from opid_gym.run_folder import RunError, load_run_config
+    from opid_gym.train import make_policy
 
     folder = Path(run_dir).expanduser()
     try:

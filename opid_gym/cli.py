@@ -329,25 +329,25 @@ def _add_results(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["list"], help="list the stored records")
     p.add_argument("--env", default=None, help="only this benchmark")
 def _add_run(p: argparse.ArgumentParser) -> None:
-    from opid_gym.train import add_run_arguments
+    from opid_gym.launch import add_run_arguments
 
     add_run_arguments(p)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from opid_gym.train import cmd_run
+    from opid_gym.launch import cmd_run
 
     return cmd_run(args)
 
 
 def _add_resume(p: argparse.ArgumentParser) -> None:
-    from opid_gym.train import add_resume_arguments
+    from opid_gym.launch import add_resume_arguments
 
     add_resume_arguments(p)
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from opid_gym.train import cmd_resume
+    from opid_gym.launch import cmd_resume
 
     return cmd_resume(args)
 

@@ -1,4 +1,4 @@
-"""The training loop every learner plugs into (``opid-bench run`` / ``resume``).
+"""The training loop every learner plugs into (started by `opid-bench run` / `resume`, :mod:`opid_gym.launch`).
 
 One training step, for every learner alike (it never looks at the learner's name)::
 
@@ -29,7 +29,6 @@ Where a sharded trainer and remote environment workers plug in: :func:`make_trai
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import sys
@@ -46,51 +45,13 @@ from opid_gym import builtin
 from opid_gym.agent import derive_seed
 from opid_gym.backend import SamplingParams, TrainablePolicy
 from opid_gym.benchmark import Benchmark
-from opid_gym.config import RunConfig, config_from_dict, config_to_dict
+from opid_gym.config import RunConfig, config_to_dict
 from opid_gym.learner import Learner, RunInfo, StepBatch, StepContext, build_step_batch
 from opid_gym.registry import env_class, load_object
+from opid_gym.run_folder import MetricsLog, RunError, RunPaths, read_metrics, rewrite_metrics, step_tag, write_rollouts
 from opid_gym.types import Message, Trajectory
 
 PHASES = ("rollout", "prepare", "advantage", "update", "sync", "eval")
-
-
-# ----------------------------------------------------------------- run folder
-@dataclass(frozen=True)
-class RunPaths:
-    """The files of a run folder (layout: the project brief's run-folder contract)."""
-
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.json"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.jsonl"
-
-    @property
-    def events(self) -> Path:
-        return self.root / "events"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def rollouts(self) -> Path:
-        return self.root / "rollouts"
-
-    @property
-    def summary(self) -> Path:
-        return self.root / "summary.json"
-
-    def eval_dir(self, tag: str) -> Path:
-        return self.root / "eval" / tag
-
-
-def step_tag(step: int) -> str:
-    return f"step_{step:06d}"
 
 
 # ----------------------------------------------------------------- data order
@@ -304,74 +265,6 @@ def gather_rollouts(total: int, mine: Sequence[int], trajs: list[Trajectory],
     return ordered, merged  # type: ignore[return-value]
 
 
-class MetricsLog:
-    """metrics.jsonl (one object per step) + TensorBoard events when available."""
-
-    def __init__(self, paths: RunPaths, *, tensorboard: bool, purge_step: int | None) -> None:
-        self.paths = paths
-        self.writer = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                warnings.warn("TensorBoard events are not written: pip install 'opid-gym[train]'", stacklevel=2)
-            else:
-                self.writer = SummaryWriter(str(paths.events), purge_step=purge_step)
-
-    def write(self, record: dict[str, Any]) -> None:
-        with open(self.paths.metrics, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        if self.writer is not None:
-            for key, value in record.items():
-                if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
-                    self.writer.add_scalar(key, value, record["step"])
-            self.writer.flush()
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a kill
-            break
-    return out
-
-
-def _rewrite_metrics(path: Path, records: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_rollouts(path: Path, batch: StepBatch | None, trajs: Sequence[Trajectory]) -> None:
-    """The step's trajectories (token ids dropped) with the learner's per-step annotations."""
-    notes: dict[str, dict[str, dict[str, Any]]] = {}
-    if batch is not None:
-        for i, ann in enumerate(batch.annotations):
-            if ann:
-                traj = batch.trajectories[int(batch.traj_index[i])]
-                notes.setdefault(traj.traj_id, {})[str(int(batch.step_index[i]))] = ann
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for t in trajs:
-            d = t.to_dict()
-            for s in d["steps"]:
-                s["prompt_token_ids"] = s["response_token_ids"] = s["response_logprobs"] = None
-            d["annotations"] = notes.get(t.traj_id, {})
-            f.write(json.dumps(d, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
 # ------------------------------------------------------------------ RNG state
 def rng_state() -> dict[str, Any]:
     import torch
@@ -401,10 +294,6 @@ def seed_everything(seed: int) -> None:
 
 
 # ------------------------------------------------------------------------ run
-class RunError(RuntimeError):
-    """A run that cannot start or continue (printed as one line by the CLI)."""
-
-
 @dataclass
 class LoopState:
     """Counters carried across steps and resumes (saved in every checkpoint)."""
@@ -532,7 +421,7 @@ class Run:
         records = [r for r in read_metrics(self.paths.metrics) if int(r.get("step", 0)) <= step]
         if last_record is not None and not any(int(r["step"]) == step for r in records):
             records.append(last_record)
-        _rewrite_metrics(self.paths.metrics, records)
+        rewrite_metrics(self.paths.metrics, records)
 
     def _save(self, record: dict[str, Any]) -> None:
         from opid_gym.checkpoint import save_checkpoint
@@ -831,188 +720,3 @@ def _print_final(summary: dict[str, Any], run_dir: Path) -> None:
     print(line)
 
 
-def load_run_config(run_dir: Path) -> RunConfig:
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise RunError(f"{run_dir} is not a run folder (no config.json)")
-    try:
-        return config_from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except json.JSONDecodeError as exc:
-        raise RunError(f"{path} is not valid JSON: {exc}") from None
-
-
-# ------------------------------------------------------------------------ CLI
-def add_run_arguments(p: Any) -> None:
-    p.add_argument("--learner", required=True, help="learner name (see `opid-bench list learners`)")
-    p.add_argument("--env", required=True, help="benchmark id (see `opid-bench list benchmarks`)")
-    p.add_argument("--model", default=None, help="tiny | smollm2-135m | a local folder | a Hugging Face id")
-    p.add_argument("--preset", default=None, help="smoke (seconds, CPU) | cpu-demo (minutes, CPU) | paper (GPU)")
-    p.add_argument("--config", default=None, metavar="FILE", help="a JSON file of config overrides (sections)")
-    p.add_argument("--set", dest="set_items", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config value, e.g. --set optim.lr=1e-5 (repeatable)")
-    p.add_argument("--out", default=None, help="run folder (default: runs/<benchmark>-<learner>-<time>)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per step instead)")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    _add_nproc(p)
-
-
-def _add_nproc(p: Any) -> None:
-    p.add_argument("--nproc", type=int, default=1, metavar="N",
-                   help="train in N processes on this machine (one per GPU; FSDP), started through torchrun; "
-                        "several machines: see docs/scale.md")
-
-
-def add_resume_arguments(p: Any) -> None:
-    p.add_argument("run_dir", help="the run folder of a killed or stopped run")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per step instead)")
-    _add_nproc(p)
-
-
-def cmd_run(args: Any) -> int:
-    from opid_gym.cli import CLIError
-    from opid_gym.config import ConfigError, resolve_config
-
-    try:
-        file_overrides = None
-        if args.config:
-            try:
-                file_overrides = json.loads(Path(args.config).read_text(encoding="utf-8"))
-            except FileNotFoundError:
-                raise ConfigError(f"config file {args.config!r} not found") from None
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"config file {args.config!r} is not valid JSON: {exc}") from None
-            if not isinstance(file_overrides, dict):
-                raise ConfigError(f"config file {args.config!r} must hold a JSON object")
-        set_items = list(args.set_items)
-        if getattr(args, "data_root", None):
-            set_items.insert(0, f"env.data_root={Path(args.data_root).expanduser().resolve()}")
-        cfg = resolve_config(args.learner, args.env, model=args.model, preset=args.preset,
-                             file_overrides=file_overrides, set_items=set_items)
-    except ConfigError as exc:
-        raise CLIError(f"bad configuration: {exc}") from None
-    if args.print_config:
-        print(json.dumps(config_to_dict(cfg), indent=1))
-        return 0
-    run_dir = Path(args.out) if args.out else Path("runs") / f"{cfg.env.benchmark}-{cfg.learner_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if _under_torchrun() and not args.out:
-        raise CLIError("under torchrun every process needs the same run folder: pass --out")
-    if (run_dir / "config.json").exists() and not _under_torchrun():
-        raise CLIError(f"{run_dir} already holds a run; continue it with `opid-bench resume {run_dir}` "
-                       "or choose another --out")
-    if _wants_launch(args):  # the config is valid: start N copies of this command through torchrun
-        return _launch(_child_argv(args, ["run", *_run_argv(args), "--out", str(run_dir)]), args.nproc)
-    try:
-        Run(cfg, run_dir, progress=_progress(args), results_db=getattr(args, "results_db", None)).train()
-    except RunError as exc:
-        raise CLIError(str(exc)) from None
-    except ImportError as exc:
-        if "pip install" not in str(exc):  # a missing optional extra says how to install it
-            raise
-        raise CLIError(str(exc)) from None
-    except KeyboardInterrupt:
-        return _interrupted(run_dir)
-    finally:
-        _leave_process_group()
-    return 0
-
-
-# ------------------------------------------------------------- several processes
-LAUNCH_MODULE = "opid_gym"
-"""The module ``--nproc`` starts through torchrun (``python -m opid_gym``; tests that
-register their own environments point it at a module that registers them first)."""
-
-
-def _under_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
-
-
-def _wants_launch(args: Any) -> bool:
-    from opid_gym.cli import CLIError
-
-    nproc = getattr(args, "nproc", 1)
-    if nproc < 1:
-        raise CLIError(f"--nproc must be >= 1, got {nproc}")
-    return nproc > 1 and not _under_torchrun()
-
-
-def _run_argv(args: Any) -> list[str]:
-    """``run``'s own options, rebuilt from the parsed arguments (paths made absolute)."""
-    out = ["--learner", args.learner, "--env", args.env]
-    if args.model:
-        out += ["--model", args.model]
-    if args.preset:
-        out += ["--preset", args.preset]
-    if args.config:
-        out += ["--config", str(Path(args.config).resolve())]
-    for item in args.set_items:
-        out += ["--set", item]
-    return out
-
-
-def _child_argv(args: Any, command: list[str]) -> list[str]:
-    """The CLI arguments of each torchrun process: global options and the command.
-
-    (No ``--nproc``: torchrun's own parser would take it for its ``--nproc-per-node``;
-    the processes know their number from torchrun's environment.)"""
-    out: list[str] = []
-    if getattr(args, "data_root", None):
-        out += ["--data-root", str(Path(args.data_root).expanduser().resolve())]
-    if getattr(args, "results_db", None):
-        out += ["--results-db", str(Path(args.results_db).expanduser().resolve())]
-    out += command
-    if args.no_progress:
-        out.append("--no-progress")
-    return out
-
-
-def _launch(argv: list[str], nproc: int) -> int:
-    from opid_gym.distributed import launch
-
-    code = launch(argv, nproc, module=LAUNCH_MODULE)
-    return 0 if code == 0 else (code if code in (2, 130) else 1)
-
-
-def _leave_process_group() -> None:
-    from opid_gym.distributed import shutdown
-
-    shutdown()
-
-
-def cmd_resume(args: Any) -> int:
-    import dataclasses
-
-    from opid_gym.cli import CLIError
-    from opid_gym.config import ConfigError
-
-    run_dir = Path(args.run_dir)
-    try:
-        cfg = load_run_config(run_dir)
-    except (RunError, ConfigError) as exc:
-        raise CLIError(f"cannot resume: {exc}") from None
-    if getattr(args, "data_root", None):  # where the data lives is not part of the experiment
-        cfg = dataclasses.replace(cfg, env=dataclasses.replace(
-            cfg.env, data_root=str(Path(args.data_root).expanduser().resolve())))
-    if _wants_launch(args):
-        return _launch(_child_argv(args, ["resume", str(run_dir.resolve())]), args.nproc)
-    try:
-        Run(cfg, run_dir, resume=True, progress=_progress(args), results_db=getattr(args, "results_db", None)).train()
-    except RunError as exc:
-        raise CLIError(str(exc)) from None
-    except ImportError as exc:
-        if "pip install" not in str(exc):  # a missing optional extra says how to install it
-            raise
-        raise CLIError(str(exc)) from None
-    except KeyboardInterrupt:
-        return _interrupted(run_dir)
-    finally:
-        _leave_process_group()
-    return 0
-
-
-def _interrupted(run_dir: Path) -> int:
-    print(f"\ninterrupted; continue from the last checkpoint with: opid-bench resume {run_dir}", file=sys.stderr)
-    return 130
-
-
-def _progress(args: Any) -> bool:
-    return not args.no_progress and sys.stderr.isatty()

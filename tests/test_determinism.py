@@ -4,7 +4,6 @@ per-episode results (seeded) and so identical protocol scores."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

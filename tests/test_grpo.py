@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from learners.grpo import GRPO
-from opid_gym.history import PromptTemplate
 from opid_gym.learner import LearnerConfig, RunInfo, StepContext, build_step_batch
 from opid_gym.types import Step, Trajectory
 from tests.support import letters as toyenv

@@ -19,7 +19,8 @@ from opid_gym import distributed
 from opid_gym.config import ConfigError, resolve_config
 from opid_gym.distributed import DistInfo, torchrun_argv
 from opid_gym.rollout import RolloutStats
-from opid_gym.train import _child_argv, _run_argv, gather_rollouts
+from opid_gym.launch import _child_argv, _run_argv
+from opid_gym.train import gather_rollouts
 from tests.support import letters
 
 ROOT = Path(__file__).resolve().parents[1]

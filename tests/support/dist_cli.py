@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import sys
 
-from opid_gym import train
+from opid_gym import launch
 from opid_gym.cli import main
 from tests.support import letters
 
 if __name__ == "__main__":
     letters.register()
-    train.LAUNCH_MODULE = "tests.support.dist_cli"
+    launch.LAUNCH_MODULE = "tests.support.dist_cli"
     sys.exit(main(sys.argv[1:]))
