@@ -174,10 +174,15 @@ def free_port() -> int:
 
 def torchrun_argv(module_args: Sequence[str], nproc: int, *, module: str = "opid_gym",
                   port: int | None = None) -> list[str]:
-    """The command that starts ``nproc`` copies of ``python -m <module> <module_args>`` on this machine."""
+    """The command that starts ``nproc`` copies of ``python -m <module> <module_args>`` on this machine.
+
+    Without ``port``, torchrun's ``--standalone`` rendezvous binds a free port itself (no
+    window in which another program can take a port chosen beforehand).
+    """
+    where = ["--standalone"] if port is None else ["--master-addr", "127.0.0.1", "--master-port", str(port)]
     return [
         sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(nproc),
-        "--master-addr", "127.0.0.1", "--master-port", str(port or free_port()), "-m", module, *module_args,
+        *where, "-m", module, *module_args,
     ]
 
 

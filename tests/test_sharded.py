@@ -157,6 +157,7 @@ def test_launch_command_and_child_arguments(tmp_path):
     assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
     assert cmd[cmd.index("--nproc-per-node") + 1] == "4" and cmd[cmd.index("--master-port") + 1] == "29999"
     assert cmd[-5:] == ["-m", "opid_gym", "run", "--learner", "grpo"]
+    assert "--standalone" in torchrun_argv(["run"], 2) and "--master-port" not in torchrun_argv(["run"], 2)
     import argparse
 
     cfg = tmp_path / "c.json"
