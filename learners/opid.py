@@ -78,21 +78,21 @@ class OPIDConfig(LearnerConfig):
         annotate_tokens: save per-token skill advantages and token strings with the rollouts.
     """
 
-    analyzer: str = "hindsight-rules"
-    analyzer_model: str = ""
-    analyzer_base_url: str = "https://api.openai.com/v1"
+    analyzer: str = AnalyzerSettings.kind
+    analyzer_model: str = AnalyzerSettings.model
+    analyzer_base_url: str = AnalyzerSettings.base_url
     analyzer_api_key_file: str | None = None
     analyzer_api_key_env: str | None = None
-    analyzer_concurrency: int = 8
-    analyzer_timeout: float = 120.0
-    analyzer_http_retries: int = 2
-    analyzer_retries: int = 2
-    analyzer_temperature: float = 0.0
-    analyzer_max_new_tokens: int = 1024
-    analyzer_max_prompt_tokens: int | None = 8192
-    analyzer_max_field_chars: int = 2000
-    analyzer_device: str = "auto"
-    max_step_skills: int = 5
+    analyzer_concurrency: int = AnalyzerSettings.concurrency
+    analyzer_timeout: float = AnalyzerSettings.timeout
+    analyzer_http_retries: int = AnalyzerSettings.http_retries
+    analyzer_retries: int = AnalyzerSettings.retries
+    analyzer_temperature: float = AnalyzerSettings.temperature
+    analyzer_max_new_tokens: int = AnalyzerSettings.max_new_tokens
+    analyzer_max_prompt_tokens: int | None = AnalyzerSettings.max_prompt_tokens
+    analyzer_max_field_chars: int = AnalyzerSettings.max_field_chars
+    analyzer_device: str = AnalyzerSettings.device
+    max_step_skills: int = AnalyzerSettings.max_step_skills
     route: Route = "critical_first"
     episode_skill_weight: float = 0.001
     step_skill_weight: float = 0.001
