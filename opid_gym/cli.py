@@ -102,7 +102,8 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=None, help="folder for trajectories.jsonl and summary.json")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
     p.add_argument("--max-steps", type=int, default=None, help="override the protocol's step limit")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar on a terminal, no per-episode lines elsewhere")
     p.add_argument("--agent-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="agent option, e.g. temperature=0.4 (repeatable)")
     p.add_argument("--base-url", default=None,
@@ -180,7 +181,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     summary, _ = evaluate(
         bench, agent, agent_name=args.agent, env_kwargs=_data_kwargs(args, bench.env_id), limit=args.limit,
         workers=args.workers, seed=args.seed, max_concurrent=args.max_concurrent, out_dir=args.out,
-        progress=not args.no_progress and sys.stderr.isatty(), prompt_hook=hook,
+        progress="off" if args.no_progress else ("bar" if sys.stderr.isatty() else "lines"), prompt_hook=hook,
     )
     _print_summary(summary)
     usage = getattr(agent, "usage", None)

@@ -12,11 +12,12 @@ results do not depend on worker counts or batch sizes.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
@@ -178,10 +179,16 @@ def evaluate(
     seed: int = 0,
     max_concurrent: int | None = None,
     out_dir: Path | None = None,
-    progress: bool = False,
+    progress: Literal["bar", "lines", "off"] = "off",
     prompt_hook: Any = None,
 ) -> tuple[EvalSummary, list[Trajectory]]:
-    """Evaluate ``agent`` on ``benchmark``; write trajectories and summary under ``out_dir``."""
+    """Evaluate ``agent`` on ``benchmark``; write trajectories and summary under ``out_dir``.
+
+    ``progress``: a progress bar on stderr (``bar``), one stderr line per finished episode
+    (``lines``: logs, pipes, ``nohup``), or nothing (``off``).
+    """
+    if progress not in ("bar", "lines", "off"):
+        raise ValueError(f"progress must be 'bar', 'lines' or 'off', got {progress!r}")
     cls = env_class(benchmark.env_id)
     kwargs = {**benchmark.eval_env_kwargs(), **(env_kwargs or {})}
     num_tasks = count_tasks(benchmark.env_id, kwargs)
@@ -190,16 +197,20 @@ def evaluate(
         types = task_types(benchmark.env_id, kwargs) if limit is not None and benchmark.overall == "types" else None
         specs = eval_episodes(eval_task_indices(num_tasks, limit, types), benchmark.num_seeds, seed)
         stats = RolloutStats()
-        bar = _progress(len(specs)) if progress else None
+        bar = _progress(len(specs)) if progress == "bar" else None
         done: list[Trajectory] = []
 
         def on_done(t: Trajectory) -> None:
             done.append(t)
+            wins = sum(x.won for x in done)
+            rate = stats.env_steps / max(time.perf_counter() - start, 1e-9)
             if bar is not None:
-                wins = sum(x.won for x in done)
-                elapsed = max(time.perf_counter() - start, 1e-9)
-                bar.set_postfix(success=f"{wins}/{len(done)}", steps_per_s=f"{stats.env_steps / elapsed:.1f}")
+                bar.set_postfix(success=f"{wins}/{len(done)}", steps_per_s=f"{rate:.1f}")
                 bar.update(1)
+            elif progress == "lines":
+                print(f"episode {len(done)}/{len(specs)} {t.task_id}: {'won' if t.won else 'not won'} "
+                      f"in {len(t.steps)} steps; success so far {wins}/{len(done)}, {rate:.2f} env steps/s",
+                      file=sys.stderr, flush=True)
 
         start = time.perf_counter()
         trajs = run_episodes(

@@ -35,3 +35,16 @@ def test_list_commands_run(capsys: pytest.CaptureFixture[str]) -> None:
         assert main(["list", what]) == 0
     out = capsys.readouterr().out
     assert "opid/alfworld-unseen" in out and "grpo" in out and "hf:<model>" in out
+
+
+def test_eval_without_a_terminal_prints_one_line_per_episode(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.support import letters
+
+    letters.register()
+    args = ["eval", "--agent", "random", "--env", "letters", "--limit", "3", "--no-record"]
+    assert main(args) == 0  # capsys: stderr is not a terminal
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("episode ")]
+    assert [ln.split()[1] for ln in lines] == ["1/3", "2/3", "3/3"]
+    assert all("success so far" in ln and "env steps/s" in ln for ln in lines)
+    assert main([*args, "--no-progress"]) == 0
+    assert "episode 1/3" not in capsys.readouterr().err
