@@ -43,7 +43,7 @@ from opid_gym import distributed
 from opid_gym.backend import TrainablePolicy
 from opid_gym.config import OptimConfig
 from opid_gym.learner import Learner, StepBatch
-from opid_gym.trainer import adamw, micro_batch_loss, ppo_epochs, token_strings
+from opid_gym.trainer import adamw, clip_and_step, micro_batch_loss, ppo_epochs, token_strings
 from opid_gym.types import Message
 
 
@@ -229,13 +229,7 @@ class ShardedTrainer:
         for rank_sums in distributed.all_gather_objects(sums):
             for key, v in rank_sums.items():
                 total[key] = total.get(key, 0.0) + v
-        max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
-        norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
-        grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
-        if math.isfinite(grad_norm):
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        total["grad_norm"] = grad_norm
+        total["grad_norm"] = clip_and_step(self.params, self.optimizer, self.cfg.grad_clip)
         return total
 
     # ---------------------------------------------------------- rollouts

@@ -86,6 +86,18 @@ def token_strings(policy: TrainablePolicy, token_ids: Sequence[int]) -> list[str
     return [decode([t]) for t in token_ids]
 
 
+def clip_and_step(params: list[torch.nn.Parameter], optimizer: torch.optim.Optimizer, grad_clip: float) -> float:
+    """Clip the gradients' global norm to ``grad_clip`` (``<= 0``: no clipping), take the
+    optimiser step unless the norm is not finite (the step is then skipped), clear the
+    gradients; returns the norm before clipping. Works for plain and FSDP (DTensor) params."""
+    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
+    grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+    if math.isfinite(grad_norm):
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm
+
+
 def ppo_epochs(cfg: OptimConfig, optimizer: torch.optim.Optimizer, batch: StepBatch, *, step: int,
                total_steps: int, seed: int, minibatch: Callable[[list[int]], dict[str, float]]) -> dict[str, float]:
     """``cfg.epochs`` passes over ``batch`` in seeded mini-batches, one optimiser step each.
@@ -222,12 +234,7 @@ class LocalTrainer:
             out.loss.backward()
             for k, v in out.metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
-        max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
-        if math.isfinite(grad_norm):
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        sums["grad_norm"] = grad_norm
+        sums["grad_norm"] = clip_and_step(self.params, self.optimizer, self.cfg.grad_clip)
         return sums
 
     # -------------------------------------------------------------------- state

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from opid_gym.config import OptimConfig
 from opid_gym.rollout import RolloutStats
 from opid_gym.train import TaskSampler, rollout_metrics
-from opid_gym.trainer import lr_at, minibatch_rows
+from opid_gym.trainer import clip_and_step, lr_at, minibatch_rows
 from opid_gym.types import Step, Trajectory
 
 
@@ -52,3 +54,17 @@ def test_rollout_metrics():
     assert m["rollout/episode_length"] == pytest.approx(6 / 3)
     assert m["rollout/invalid_rate"] == pytest.approx(1 / 6)
     assert (m["rollout/env_steps"], m["rollout/tokens_generated"], m["rollout/errors"]) == (6.0, 60.0, 1.0)
+
+
+def test_clip_and_step_clips_to_the_norm_and_skips_non_finite_gradients():
+    p = torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.SGD([p], lr=1.0)
+    p.grad = torch.tensor([3.0, 4.0])                 # norm 5, clipped to 1
+    assert clip_and_step([p], opt, grad_clip=1.0) == pytest.approx(5.0)
+    assert torch.allclose(p.detach(), torch.tensor([-0.6, -0.8]), atol=1e-5) and p.grad is None
+    p.grad = torch.tensor([3.0, 4.0])                 # grad_clip 0: no clipping
+    assert clip_and_step([p], opt, grad_clip=0.0) == pytest.approx(5.0)
+    assert torch.allclose(p.detach(), torch.tensor([-3.6, -4.8]), atol=1e-5)
+    p.grad = torch.tensor([float("nan"), 1.0])         # not finite: the step is skipped
+    assert not math.isfinite(clip_and_step([p], opt, grad_clip=1.0))
+    assert torch.allclose(p.detach(), torch.tensor([-3.6, -4.8]), atol=1e-5) and p.grad is None
