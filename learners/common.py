@@ -11,6 +11,11 @@ References: the episode score and the group-relative advantage follow GRPO
 as verl-agent does; the policy loss is PPO's clipped surrogate (arXiv 1707.06347, eq. 7)
 with the dual clip of arXiv 1912.09729 (eq. 5); the KL estimator is Schulman's "k3"
 (http://joschu.net/blog/kl-approx.html).
+
+Precision: group statistics are taken in float64, so a group whose scores are all
+equal gets an advantage of exactly 0 at any group size. The reference code takes them
+in float32 and divides its rounding residue by ``std + 1e-6`` (8 × 9.9 gives −0.47
+each there); this is a deliberate difference (docs/protocols.md, "Learners").
 """
 
 from __future__ import annotations
@@ -39,9 +44,9 @@ def episode_scores(episode_return: torch.Tensor, invalid: torch.Tensor, penalty:
         penalty: c_inv (0.1 ALFWorld/WebShop, 0.01 search QA).
 
     Returns:
-        [N] float scores.
+        [N] float64 scores (group statistics are taken in float64, module docstring).
     """
-    return episode_return.to(torch.float32) - penalty * invalid.to(torch.float32)
+    return episode_return.to(torch.float64) - penalty * invalid.to(torch.float64)
 
 
 # ----------------------------------------------------------------- advantages
@@ -66,7 +71,10 @@ def group_advantages(
 
     ``std`` is the unbiased (Bessel-corrected) standard deviation, as ``torch.std``.
     A group with a single pooled value gets mean 0 and std 1 (its advantage is its own
-    score), as in the reference code; a group whose values are all equal gets 0.
+    score), as in the reference code; a group whose pooled values are all equal gets
+    exactly 0 (statistics in float64 and an equal group's mean taken as its value, so
+    no rounding residue is divided by ``std + eps``; the reference's float32 statistics
+    give e.g. −0.47 for 8 × 9.9).
 
     Args:
         scores: [N] float, S_i.
@@ -74,7 +82,7 @@ def group_advantages(
         traj_index: [N] long, the trajectory of each sample (``pooling="trajectory"``).
 
     Returns:
-        [N] float advantages (detached).
+        [N] float32 advantages (detached; computed in float64).
     """
     if norm not in ("mean_std_norm", "mean_norm"):
         raise ValueError(f"unknown advantage normalisation {norm!r}")
@@ -82,7 +90,7 @@ def group_advantages(
         raise ValueError(f"unknown pooling {pooling!r}")
     if pooling == "trajectory" and traj_index is None:
         raise ValueError("pooling='trajectory' needs traj_index")
-    scores = scores.detach().to(torch.float32)
+    scores = scores.detach().to(torch.float64)
     adv = torch.zeros_like(scores)
     for g in torch.unique(group_index):
         rows = group_index == g
@@ -91,13 +99,28 @@ def group_advantages(
             assert traj_index is not None
             trajs = traj_index[rows]
             values = torch.stack([values[trajs == t].mean() for t in torch.unique(trajs)])
-        if values.numel() == 1:
-            mean, std = torch.tensor(0.0), torch.tensor(1.0)
-        else:
-            mean, std = values.mean(), values.std()
+        mean, std = group_stats(values)
         centred = scores[rows] - mean
         adv[rows] = centred / (std + eps) if norm == "mean_std_norm" else centred
-    return adv
+    return adv.to(torch.float32)
+
+
+def group_stats(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, unbiased std) of one group's pooled values, in float64.
+
+    One value: (0, 1), as the reference code. All values equal: (that value, 0), so the
+    group's centred scores are exactly 0 whatever its size (a float mean of equal
+    values can round away from them).
+
+    Args:
+        values: [n] float, n >= 1.
+    """
+    values = values.to(torch.float64)
+    if values.numel() == 1:
+        return values.new_tensor(0.0), values.new_tensor(1.0)
+    if bool((values == values[0]).all()):
+        return values[0], values.new_tensor(0.0)
+    return values.mean(), values.std()
 
 
 def token_advantages(adv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -132,13 +155,15 @@ def ppo_dual_clip_loss(
     *,
     clip_eps: float = 0.2,
     dual_clip: float | None = 3.0,
+    clip_low: float | None = None,
+    clip_high: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-token PPO clipped surrogate with dual clip (to be minimised).
 
     ::
 
         ratio = exp(logp − old_logp)
-        l1 = max(−A·ratio, −A·clip(ratio, 1−ε, 1+ε))
+        l1 = max(−A·ratio, −A·clip(ratio, 1−ε_low, 1+ε_high))
         l  = min(l1, −A·c)   where A < 0   (dual clip, c = ``dual_clip``)
         l  = l1              elsewhere
 
@@ -150,6 +175,8 @@ def ppo_dual_clip_loss(
         old_logp: [N, L] log π_old (no gradient).
         advantages: [N, L].
         clip_eps: ε. dual_clip: c > 1, or None to disable.
+        clip_low / clip_high: ε_low / ε_high (asymmetric clip, DAPO's clip-higher);
+            None: ``clip_eps``.
 
     Returns:
         (loss [N, L], clipped [N, L] float: the ε-clip was active, dual_clipped [N, L]
@@ -157,7 +184,9 @@ def ppo_dual_clip_loss(
     """
     ratio = torch.exp(logp - old_logp)
     surr1 = -advantages * ratio
-    surr2 = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    low = clip_eps if clip_low is None else clip_low
+    high = clip_eps if clip_high is None else clip_high
+    surr2 = -advantages * torch.clamp(ratio, 1.0 - low, 1.0 + high)
     l1 = torch.maximum(surr1, surr2)
     clipped = (surr2 > surr1).float()
     if dual_clip is None:
@@ -188,6 +217,79 @@ def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor, *, clamp: float = 10.0) ->
     return torch.clamp(torch.exp(d) - d - 1.0, -clamp, clamp)
 
 
+def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str = "low_var_kl", *,
+               clamp: float = 10.0) -> torch.Tensor:
+    """Per-token estimate of KL(πθ‖π_ref) from sampled tokens (reference ``kl_loss_type``).
+
+    With ``d = logp − ref_logp``:
+
+    * ``low_var_kl`` (k3): :func:`k3_kl`, ``exp(−d) + d − 1`` clamped to ±``clamp``;
+    * ``kl`` (k1): ``d``;
+    * ``abs``: ``|d|``;
+    * ``mse`` (k2): ``d² / 2``.
+
+    Args:
+        logp: [N, L] log πθ (with gradient). ref_logp: [N, L] log π_ref.
+
+    Returns:
+        [N, L] (not masked).
+    """
+    if estimator == "low_var_kl":
+        return k3_kl(logp, ref_logp, clamp=clamp)
+    d = logp - ref_logp
+    if estimator == "kl":
+        return d
+    if estimator == "abs":
+        return d.abs()
+    if estimator == "mse":
+        return 0.5 * d.square()
+    raise ValueError(f"unknown KL estimator {estimator!r} (low_var_kl, kl, abs, mse)")
+
+
+def aggregate_loss(x: torch.Tensor, mask: torch.Tensor, mode: str = "token-mean", *,
+                   num_tokens: float | None = None, num_seqs: float | None = None,
+                   norm_length: float | None = None) -> torch.Tensor:
+    """A micro-batch's share of the mini-batch loss of per-token values ``x`` (reference
+    ``agg_loss``), so that summing it over the micro-batches gives the mini-batch's value.
+
+    With ``s_i = Σ_l x_{i,l}·m_{i,l}`` (row sums), ``T`` the mini-batch's valid tokens
+    (``num_tokens``), ``S`` its rows (``num_seqs``) and ``Lmax`` the response-token limit
+    (``norm_length``):
+
+    * ``token-mean``: ``Σ_i s_i / T``
+    * ``seq-mean-token-sum``: ``Σ_i s_i / S``
+    * ``seq-mean-token-mean``: ``Σ_i (s_i / Σ_l m_{i,l}) / S``
+    * ``seq-mean-token-sum-norm``: ``Σ_i s_i / Lmax`` (Dr. GRPO's constant normaliser)
+
+    Unset ``T``, ``S``, ``Lmax`` default to this micro-batch's tokens, rows and width.
+    Rows without valid tokens count as 0.
+
+    Args:
+        x, mask: [N, L]. Returns: a scalar.
+    """
+    rows = (x * mask).sum(dim=-1)  # [N]
+    if mode == "token-mean":
+        return token_mean(x, mask, num_tokens)
+    seqs = float(mask.shape[0] if num_seqs is None else num_seqs)
+    if mode == "seq-mean-token-sum":
+        return rows.sum() / max(seqs, 1.0)
+    if mode == "seq-mean-token-mean":
+        return (rows / mask.sum(dim=-1).clamp(min=1.0)).sum() / max(seqs, 1.0)
+    if mode == "seq-mean-token-sum-norm":
+        length = float(mask.shape[-1] if norm_length is None else norm_length)
+        return rows.sum() / max(length, 1.0)
+    raise ValueError(f"unknown loss_agg_mode {mode!r} (token-mean, seq-mean-token-sum, seq-mean-token-mean, "
+                     "seq-mean-token-sum-norm)")
+
+
+def aggregate(inputs: LossInputs, x: torch.Tensor, mode: str = "token-mean") -> torch.Tensor:
+    """:func:`aggregate_loss` of ``x`` over a micro-batch's :class:`LossInputs` (mini-batch divisors)."""
+    if mode == "token-mean":
+        return inputs.token_mean(x)
+    return aggregate_loss(x, inputs.mask, mode, num_tokens=inputs.num_tokens, num_seqs=inputs.num_seqs,
+                          norm_length=inputs.norm_length)
+
+
 def entropy_bonus(entropy: torch.Tensor, mask: torch.Tensor, num_tokens: float | torch.Tensor | None = None) -> torch.Tensor:
     """Token-mean entropy of the policy (the loss subtracts ``β_ent`` times this).
 
@@ -199,26 +301,31 @@ def entropy_bonus(entropy: torch.Tensor, mask: torch.Tensor, num_tokens: float |
 
 # ------------------------------------------------------------ the composed loss
 def policy_loss(inputs: LossInputs, config: LearnerConfig, *, pg: bool = True) -> LossOutput:
-    """The spec §1 loss of one micro-batch: ``token_mean(l) − β_ent·H + β_kl·token_mean(k3)``.
+    """The spec §1 loss of one micro-batch: ``agg(l) − β_ent·agg(H) + β_kl·agg(kl)``.
 
-    ``l`` is :func:`ppo_dual_clip_loss` on ``inputs.advantages``; every mean divides by
-    the mini-batch's token count (``inputs.num_tokens``). ``pg=False`` drops the
+    ``l`` is :func:`ppo_dual_clip_loss` on ``inputs.advantages`` (ε_low/ε_high from
+    ``clip_eps_low``/``clip_eps_high``), ``kl`` is :func:`kl_penalty` with
+    ``config.kl_estimator``, and ``agg`` is :func:`aggregate` with
+    ``config.loss_agg_mode`` (default ``token-mean``: every mean divides by the
+    mini-batch's token count ``inputs.num_tokens``). ``pg=False`` drops the
     policy-gradient term and keeps the KL and entropy terms (OPSD as a baseline).
     Learners that add a term call this and add to ``loss`` and ``metrics``.
 
     Metrics: ``loss/pg``, ``loss/kl``, ``loss/entropy`` (the weighted terms as they
-    enter the loss), ``kl`` (token-mean k3), ``entropy``, ``clip_frac``,
-    ``dual_clip_frac``, ``ratio_mean``.
+    enter the loss), ``kl`` (the aggregated estimator), ``entropy``, and token means
+    ``clip_frac``, ``dual_clip_frac``, ``ratio_mean``.
     """
     mean = inputs.token_mean
+    mode = config.loss_agg_mode
     loss = inputs.logp.new_zeros(())
     metrics: dict[str, float] = {}
     if pg:
         per_token, clipped, dual = ppo_dual_clip_loss(
             inputs.logp, inputs.old_logp, inputs.advantages,
             clip_eps=config.clip_eps, dual_clip=config.dual_clip,
+            clip_low=config.clip_eps_low, clip_high=config.clip_eps_high,
         )
-        pg_loss = mean(per_token)
+        pg_loss = aggregate(inputs, per_token, mode)
         loss = loss + pg_loss
         metrics["loss/pg"] = float(pg_loss.detach())
         metrics["clip_frac"] = float(mean(clipped))
@@ -227,14 +334,15 @@ def policy_loss(inputs: LossInputs, config: LearnerConfig, *, pg: bool = True) -
     if config.kl_coef > 0:
         if inputs.ref_logp is None:
             raise ValueError("kl_coef > 0 but the loop gave no ref_logp")
-        kl = mean(k3_kl(inputs.logp, inputs.ref_logp, clamp=config.kl_clamp))
+        kl = aggregate(inputs, kl_penalty(inputs.logp, inputs.ref_logp, config.kl_estimator, clamp=config.kl_clamp),
+                       mode)
         loss = loss + config.kl_coef * kl
         metrics["kl"] = float(kl.detach())
         metrics["loss/kl"] = float(config.kl_coef * kl.detach())
     if config.entropy_coef > 0:
         if inputs.entropy is None:
             raise ValueError("entropy_coef > 0 but the loop gave no entropy")
-        ent = mean(inputs.entropy)
+        ent = aggregate(inputs, inputs.entropy, mode)
         loss = loss - config.entropy_coef * ent
         metrics["entropy"] = float(ent.detach())
         metrics["loss/entropy"] = float(-config.entropy_coef * ent.detach())

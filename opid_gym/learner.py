@@ -43,6 +43,10 @@ if TYPE_CHECKING:
 
 
 # ------------------------------------------------------------------- configuration
+LOSS_AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+KL_ESTIMATORS = ("low_var_kl", "kl", "abs", "mse")
+
+
 @dataclass(frozen=True)
 class LearnerConfig:
     """Settings every learner shares (algorithms spec §1). Subclass it to add fields.
@@ -60,6 +64,14 @@ class LearnerConfig:
         kl_clamp: k3 is clamped to [−kl_clamp, kl_clamp].
         entropy_coef: β_ent, weight of the entropy bonus; 0 skips computing entropies.
         gamma: discount of the per-step returns in the batch (OPID's analyzer, GiGPO).
+        loss_agg_mode: how per-token losses become one number (reference
+            ``loss_agg_mode``): ``token-mean`` (default), ``seq-mean-token-sum``,
+            ``seq-mean-token-mean`` or ``seq-mean-token-sum-norm`` (Dr. GRPO).
+        clip_eps_low / clip_eps_high: asymmetric PPO clip, ratio clipped to
+            [1 − low, 1 + high] (reference ``clip_ratio_low``/``clip_ratio_high``; DAPO's
+            clip-higher raises ``clip_eps_high``); null: ``clip_eps``.
+        kl_estimator: the per-token KL to π_ref (reference ``kl_loss_type``): ``low_var_kl``
+            (k3, default, clamped to ±kl_clamp), ``kl`` (k1), ``abs``, ``mse`` (k2).
     """
 
     adv_norm: Literal["mean_std_norm", "mean_norm"] = "mean_std_norm"
@@ -71,9 +83,22 @@ class LearnerConfig:
     kl_clamp: float = 10.0
     entropy_coef: float = 0.001
     gamma: float = 0.95
+    loss_agg_mode: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean",
+                           "seq-mean-token-sum-norm"] = "token-mean"
+    clip_eps_low: float | None = None
+    clip_eps_high: float | None = None
+    kl_estimator: Literal["low_var_kl", "kl", "abs", "mse"] = "low_var_kl"
 
     def __post_init__(self) -> None:
         _check(0 < self.clip_eps < 1, f"clip_eps must be in (0, 1), got {self.clip_eps}")
+        _check(self.clip_eps_low is None or 0 <= self.clip_eps_low < 1,
+               f"clip_eps_low must be in [0, 1) or null, got {self.clip_eps_low}")
+        _check(self.clip_eps_high is None or self.clip_eps_high >= 0,
+               f"clip_eps_high must be >= 0 or null, got {self.clip_eps_high}")
+        _check(self.loss_agg_mode in LOSS_AGG_MODES,
+               f"loss_agg_mode must be one of {', '.join(LOSS_AGG_MODES)}, got {self.loss_agg_mode!r}")
+        _check(self.kl_estimator in KL_ESTIMATORS,
+               f"kl_estimator must be one of {', '.join(KL_ESTIMATORS)}, got {self.kl_estimator!r}")
         _check(self.dual_clip is None or self.dual_clip > 1, f"dual_clip must be > 1 or null, got {self.dual_clip}")
         _check(self.kl_coef >= 0, f"kl_coef must be >= 0, got {self.kl_coef}")
         _check(self.entropy_coef >= 0, f"entropy_coef must be >= 0, got {self.entropy_coef}")
@@ -335,6 +360,10 @@ class LossInputs:
             (:meth:`token_mean`) so micro-batch losses add up to the mini-batch's
             token mean.
         step: the training step.
+        num_seqs: rows of the whole mini-batch (the ``seq-mean-*`` loss aggregations
+            divide by it; None: this micro-batch's rows).
+        norm_length: the constant divisor of ``seq-mean-token-sum-norm`` (the run's
+            response-token limit; None: this micro-batch's width).
     """
 
     logp: torch.Tensor
@@ -346,6 +375,8 @@ class LossInputs:
     entropy: torch.Tensor | None = None
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
     step: int = 0
+    num_seqs: float | None = None
+    norm_length: float | None = None
 
     def token_mean(self, x: torch.Tensor) -> torch.Tensor:
         """Σ(x·mask) / num_tokens (see class docstring)."""

@@ -221,7 +221,7 @@ class ShardedTrainer:
                 (res.logprobs.sum() * 0.0).backward()
                 continue
             out = micro_batch_loss(self.policy, batch, advantages, learner, micro, num_tokens=num_tokens,
-                                   step=step)
+                                   step=step, num_seqs=float(len(rows)))
             (out.loss * self.world).backward()  # FSDP averages over ranks; the loss is a global sum
             for key, v in out.metrics.items():
                 sums[key] = sums.get(key, 0.0) + float(v)

@@ -105,6 +105,14 @@ def ppo_epochs(cfg: OptimConfig, optimizer: torch.optim.Optimizer, batch: StepBa
     ``minibatch(rows)`` does one optimiser step on those rows and returns its metrics (with
     ``grad_norm``, non-finite when the step was skipped). Returns the mean of each metric
     over optimiser steps, plus the learning rate and the step counts.
+
+    PPO check: the first mini-batch of the first epoch runs before any update, so its
+    ratio π_θ/π_old is 1 up to the difference between the numerics that produced
+    ``old_logp`` (the sampler's, or the scoring pass) and the update's forward pass.
+    Its ``ratio_mean`` and ``clip_frac`` are also reported apart, as ``ppo/first_ratio_mean``
+    and ``ppo/first_clip_frac`` (and the other optimiser steps' means as
+    ``ppo/rest_ratio_mean`` / ``ppo/rest_clip_frac`` when there are any), so rollout/trainer
+    log-prob drift shows in the metrics instead of being averaged away.
     """
     if batch.old_logp is None:
         raise RuntimeError("the batch has no old_logp")
@@ -112,6 +120,7 @@ def ppo_epochs(cfg: OptimConfig, optimizer: torch.optim.Optimizer, batch: StepBa
     for group in optimizer.param_groups:
         group["lr"] = lr
     totals: dict[str, float] = {}
+    first: dict[str, float] = {}
     n_opt = skipped = 0
     for epoch in range(cfg.epochs):
         for rows in minibatch_rows(len(batch), cfg.mini_batch_size, seed, step, epoch):
@@ -120,8 +129,15 @@ def ppo_epochs(cfg: OptimConfig, optimizer: torch.optim.Optimizer, batch: StepBa
                 skipped += 1
             for k, v in metrics.items():
                 totals[k] = totals.get(k, 0.0) + v
+            if n_opt == 0:
+                first = dict(metrics)
             n_opt += 1
     out = {k: v / max(n_opt, 1) for k, v in totals.items()}
+    for key in ("ratio_mean", "clip_frac"):
+        if key in first:
+            out[f"ppo/first_{key}"] = first[key]
+            if n_opt > 1:
+                out[f"ppo/rest_{key}"] = (totals[key] - first[key]) / (n_opt - 1)
     out["optim/lr"] = lr
     out["optim/steps"] = float(n_opt)
     out["optim/skipped_steps"] = float(skipped)
@@ -129,12 +145,14 @@ def ppo_epochs(cfg: OptimConfig, optimizer: torch.optim.Optimizer, batch: StepBa
 
 
 def micro_batch_loss(policy: TrainablePolicy, batch: StepBatch, advantages: torch.Tensor, learner: Learner,
-                     micro: list[int], *, num_tokens: float, step: int) -> LossOutput:
+                     micro: list[int], *, num_tokens: float, step: int, num_seqs: float | None = None) -> LossOutput:
     """The learner's loss on rows ``micro`` of ``batch``, with gradients through ``policy``.
 
     Every per-row tensor of the batch (``[B, T]`` or ``[B]``) is cut to those rows and to the
     response width of this forward pass (``T_micro <= T``), on the policy's device.
-    ``num_tokens`` is the response-token count of the whole mini-batch (the loss divisor).
+    ``num_tokens`` / ``num_seqs`` are the response-token and row counts of the whole
+    mini-batch (the loss divisors); the ``seq-mean-token-sum-norm`` divisor is the run's
+    response-token limit (``learner.run.benchmark.max_new_tokens``).
     """
     res = policy.forward_logprobs(
         [batch.prompt_ids[r] for r in micro], [batch.response_ids[r] for r in micro],
@@ -153,6 +171,7 @@ def micro_batch_loss(policy: TrainablePolicy, batch: StepBatch, advantages: torc
         logp=res.logprobs, old_logp=cut(batch.old_logp), mask=cut(batch.mask),
         advantages=cut(advantages), num_tokens=num_tokens, ref_logp=cut(batch.ref_logp),
         entropy=res.entropy, extras={k: cut(v) for k, v in batch.extras.items()}, step=step,
+        num_seqs=num_seqs, norm_length=float(learner.run.benchmark.max_new_tokens),
     ))
 
 
@@ -230,7 +249,7 @@ class LocalTrainer:
         for start in range(0, len(rows), size):
             micro = rows[start: start + size]
             out = micro_batch_loss(self.policy, batch, advantages, learner, micro, num_tokens=num_tokens,
-                                   step=step)
+                                   step=step, num_seqs=float(len(rows)))
             out.loss.backward()
             for k, v in out.metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v)

@@ -17,7 +17,7 @@ from learners.distill import TEACHER_LOGP, LibraryConfig, library_messages, libr
 from learners.gigpo import GiGPO, GiGPOConfig, anchor_advantages, anchor_groups
 from learners.grpo_opsd import GRPOOPSD, GRPOOPSDConfig
 from learners.opsd import OPSD
-from learners.rlsd import RLSD, RLSDConfig, rlsd_lambda, rlsd_weights
+from learners.rlsd import RLSD, RLSDConfig, first_token_advantage, rlsd_lambda, rlsd_weights
 from learners.sdar import SDAR, SDARConfig, sdar_gate
 from learners.skill_sd import SkillSD, SkillSDConfig, skill_sd_term
 from learners.skills.library import SKILLS_HEADER, load_library
@@ -138,9 +138,27 @@ def test_skill_sd_ratio_is_capped_at_e10():
     assert float(rho) == pytest.approx(math.exp(10.0), rel=1e-6)
 
 
+def test_skill_sd_k3_is_not_clamped_only_minus_d_is_capped_at_20():
+    # As SDAR's skillsd_utils: k3 = exp(min(−d, 20)) − 1 + d, d = logπθ − ℓ_T, no clamp on the value.
+    logp = torch.tensor([[-13.0, -26.0, 0.0]])
+    teacher = torch.tensor([[-1.0, -1.0, -3.0]])
+    _, _, k3 = skill_sd_term(logp, logp, teacher)
+    # token 1: d = −12, −d = 12 < 20: e^12 − 1 − 12 = 162754.791419 − 13 = 162741.791419 (not clamped to 10)
+    # token 2: d = −25, −d capped at 20: e^20 − 1 − 25 = 485165195.40979 − 26 = 485165169.40979
+    # token 3: d = 3: e^−3 − 1 + 3 = 0.0497871 + 2 = 2.0497871
+    assert k3[0].tolist() == pytest.approx([162741.791419, 485165169.40979, 2.0497871], rel=1e-6)
+
+
 # ------------------------------------------------------------------------ RLSD
 def test_rlsd_lambda_schedule():
     assert [rlsd_lambda(s) for s in (0, 50, 100, 150)] == pytest.approx([0.5, 0.25, 0.0, 0.0])
+
+
+def test_rlsd_reads_a_at_the_rows_first_valid_token():
+    adv = torch.tensor([[3.0, 5.0, 0.0], [9.0, 2.0, 4.0], [7.0, 7.0, 7.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
+    # row 1: first valid token 0 → 3; row 2 (left padding): token 1 → 2; row 3: no valid token → 0
+    assert first_token_advantage(adv, mask).tolist() == [[3.0], [2.0], [0.0]]
 
 
 def test_rlsd_weights_at_half_and_after_decay():
@@ -164,11 +182,17 @@ def test_rlsd_learner_reweights_grpo_advantages_with_the_teacher_gap():
     learner.prepare(batch, _ctx(teacher))
     # GRPO: scores 10 (won) and 0 in one group → mean 5, std √50 → A = ±5/(7.0710678+1e-6) = ±0.7071067
     a = 5 / (math.sqrt(50) + 1e-6)
+    # loop step 0 is the reference's global step 1: λ = 0.5·(1 − 1/100) = 0.495, so
+    # w = 0.505 + 0.495·clip(e^(sign(A)·Δ)): e^0.1 → 0.505 + 0.5470596 = 1.0520596; 0.8 → 0.901;
+    # e^−0.1 → 0.505 + 0.4478945 = 0.9528945
     adv0 = learner.advantages(batch, _ctx(teacher, step=0))
-    assert adv0[0].tolist() == pytest.approx([a * 1.0525855, a * 0.9], abs=1e-6)
-    assert adv0[1].tolist() == pytest.approx([-a * 0.9524187, -a * 0.9], abs=1e-6)
-    adv100 = learner.advantages(batch, _ctx(teacher, step=100))
-    assert adv100[:2].tolist() == [pytest.approx([a, a], abs=1e-6), pytest.approx([-a, -a], abs=1e-6)]
+    assert adv0[0].tolist() == pytest.approx([a * 1.0520596, a * 0.901], abs=1e-6)
+    assert adv0[1].tolist() == pytest.approx([-a * 0.9528945, -a * 0.901], abs=1e-6)
+    # loop step 98 = global step 99: λ = 0.005 → w = 0.995 + 0.005·0.8 = 0.999 at the clipped token
+    adv98 = learner.advantages(batch, _ctx(teacher, step=98))
+    assert adv98[0, 1].item() == pytest.approx(a * 0.999, abs=1e-6)
+    adv99 = learner.advantages(batch, _ctx(teacher, step=99))  # global step 100: λ = 0, plain A
+    assert adv99[:2].tolist() == [pytest.approx([a, a], abs=1e-6), pytest.approx([-a, -a], abs=1e-6)]
 
 
 # ------------------------------------------------------------ library teacher
@@ -211,6 +235,26 @@ def test_gigpo_anchor_grouping():
     # identical observations in one group share an anchor; "start" in group 1 is another anchor
     assert anchor_groups(group, obs).tolist() == [0, 1, 2, 0, 1, 3]
     assert anchor_groups(torch.tensor([0, 0]), ["a", "a "]).tolist() == [0, 1]  # text must be identical
+
+
+def test_gigpo_similarity_based_anchor_grouping():
+    # SequenceMatcher ratio = 2·M / (|a| + |b|): "abcdefghij" vs "abcdefghik" share 9 of 10 → 18/20 = 0.9;
+    # "abcdefghij" vs "xyzxyzxyzx" share 0 → 0.0
+    group = torch.tensor([0, 0, 0, 0, 1])
+    obs = ["abcdefghij", "abcdefghik", "xyzxyzxyzx", "abcdefghij", "abcdefghik"]
+    assert anchor_groups(group, obs, similarity_thresh=0.85).tolist() == [0, 0, 1, 0, 2]  # 0.9 >= 0.85
+    assert anchor_groups(group, obs, similarity_thresh=0.95).tolist() == [0, 1, 2, 0, 3]  # 0.9 < 0.95
+    # the step advantage follows the merged anchors: returns (4, 2, 1, 0) in anchor 0 of group 0
+    batch = build_step_batch([_traj("a", "g0", ["abcdefghij"], [4.0], won=True),
+                              _traj("b", "g0", ["abcdefghik"], [2.0])], gamma=0.5)
+    ctx = _ctx()
+    plain = GiGPO(GiGPOConfig(gamma=0.5, step_weight=1.0, adv_norm="mean_norm"), _run()).advantages(batch, ctx)
+    merged = GiGPO(GiGPOConfig(gamma=0.5, adv_norm="mean_norm", similarity_thresh=0.85), _run()).advantages(batch, ctx)
+    # episode (mean_norm): 4 − 3 = 1, 2 − 3 = −1; merged anchor adds 4 − 3 = 1 and 2 − 3 = −1
+    assert plain[:, 0].tolist() == pytest.approx([1.0, -1.0])
+    assert merged[:, 0].tolist() == pytest.approx([2.0, -2.0])
+    with pytest.raises(ConfigError, match="similarity_thresh"):
+        GiGPOConfig(similarity_thresh=1.0)
 
 
 def test_gigpo_step_advantages_and_total():

@@ -8,16 +8,18 @@ import pytest
 import torch
 
 from learners.common import (
+    aggregate_loss,
     discounted_returns,
     episode_scores,
     group_advantages,
     k3_kl,
+    kl_penalty,
     policy_loss,
     ppo_dual_clip_loss,
     token_advantages,
     token_mean,
 )
-from opid_gym.learner import LearnerConfig, LossInputs
+from opid_gym.learner import ConfigError, LearnerConfig, LossInputs
 
 EPS = 1e-6
 
@@ -180,3 +182,155 @@ def test_policy_loss_refuses_missing_inputs_it_needs():
         policy_loss(inputs, LearnerConfig(kl_coef=0.01, entropy_coef=0.0))
     with pytest.raises(ValueError, match="entropy"):
         policy_loss(inputs, LearnerConfig(kl_coef=0.0, entropy_coef=0.01))
+
+
+# ------------------------------------------- equal groups: exactly 0 (float64 statistics)
+def _float32_reference(values):
+    """The reference code's arithmetic (float32 mean/std, then / (std + 1e-6)): what we no longer do."""
+    v = torch.tensor(values, dtype=torch.float32)
+    return (v - v.mean()) / (v.std() + EPS)
+
+
+@pytest.mark.parametrize("values", [[9.9] * 8, [-0.1] * 8, [0.7] * 7, [9.9] * 16, [0.7] * 3, [0.0] * 8])
+@pytest.mark.parametrize("norm", ["mean_std_norm", "mean_norm"])
+def test_a_group_of_equal_scores_gets_exactly_zero_at_any_size(values, norm):
+    n = len(values)
+    scores = torch.tensor(values, dtype=torch.float32)
+    adv = group_advantages(scores, torch.zeros(n, dtype=torch.long), norm=norm)
+    assert adv.dtype == torch.float32
+    assert adv.tolist() == [0.0] * n
+    traj = group_advantages(scores, torch.zeros(n, dtype=torch.long), norm=norm, pooling="trajectory",
+                            traj_index=torch.arange(n))
+    assert traj.tolist() == [0.0] * n
+
+
+def test_the_float32_artefact_the_float64_statistics_remove():
+    # the issue measured, with float32 statistics, −0.47 each for 8 × 9.9 and +0.0074 for 8 × −0.1
+    # (the exact residue depends on float32 summation order): visibly non-zero, unlike ours
+    assert abs(float(_float32_reference([9.9] * 8)[0])) > 0.1
+    assert abs(float(_float32_reference([-0.1] * 8)[0])) > 1e-3
+
+
+def test_equal_scores_built_from_returns_and_penalties_get_zero():
+    # S = 10 − 0.1 = 9.9 for 8 invalid steps of 8 won episodes; S = 0 − 0.1 = −0.1 for 8 lost ones
+    s = episode_scores(torch.full((16,), 10.0).index_fill(0, torch.arange(8, 16), 0.0),
+                       torch.ones(16, dtype=torch.bool), 0.1)
+    adv = group_advantages(s, torch.tensor([0] * 8 + [1] * 8))
+    assert adv.tolist() == [0.0] * 16
+
+
+def test_mixed_groups_against_hand_computed_values():
+    # group 0: 1, 0, 0, 0 → mean 0.25, deviations 0.75, −0.25 (×3), var (0.5625 + 3·0.0625)/3 = 0.25, std 0.5
+    # group 1: 9.9 ×7, −0.1 → mean (69.3 − 0.1)/8 = 8.65, deviations 1.25 (×7), −8.75,
+    #          var (7·1.5625 + 76.5625)/7 = 87.5/7 = 12.5, std √12.5 = 3.5355339
+    # group 2: 0.7 ×6, 1.7 → mean 5.2/7 = 0.8428571, deviations −0.1428571 (×6), 0.8571429,
+    #          var (6·0.0204082 + 0.7346939)/6 = 0.8571429/6 = 0.1428571, std 0.3779645
+    scores = torch.tensor([1.0, 0.0, 0.0, 0.0] + [9.9] * 7 + [-0.1] + [0.7] * 6 + [1.7])
+    groups = torch.tensor([0] * 4 + [1] * 8 + [2] * 7)
+    adv = group_advantages(scores, groups)
+    s1 = math.sqrt(12.5)
+    s2 = math.sqrt(1 / 7)
+    expected = ([0.75 / (0.5 + EPS)] + [-0.25 / (0.5 + EPS)] * 3 + [1.25 / (s1 + EPS)] * 7 + [-8.75 / (s1 + EPS)]
+                + [-(1 / 7) / (s2 + EPS)] * 6 + [(6 / 7) / (s2 + EPS)])
+    assert adv.tolist() == pytest.approx(expected, abs=1e-6)
+    assert adv[:4].tolist() == pytest.approx([1.4999970, -0.4999990, -0.4999990, -0.4999990], abs=1e-6)
+    centred = group_advantages(scores, groups, norm="mean_norm")
+    assert centred.tolist() == pytest.approx([0.75, -0.25, -0.25, -0.25] + [1.25] * 7 + [-8.75]
+                                             + [-1 / 7] * 6 + [6 / 7], abs=1e-6)
+    # the pooled values of the same mixed groups sum to 0 per group (float64 residue only)
+    for g in range(3):
+        assert abs(float(centred[groups == g].double().sum())) < 1e-5
+
+
+# ------------------------------------------------------------- loss aggregation
+X = [[1.0, 2.0, 3.0], [4.0, 9.0, 9.0]]
+XMASK = [[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]]
+
+
+@pytest.mark.parametrize("mode,expected", [
+    ("token-mean", 10 / 4),                 # (1 + 2 + 3 + 4) / 4 tokens
+    ("seq-mean-token-sum", 10 / 2),         # (6 + 4) / 2 rows
+    ("seq-mean-token-mean", (2 + 4) / 2),   # (6/3 + 4/1) / 2 rows
+    ("seq-mean-token-sum-norm", 10 / 8),    # (6 + 4) / Lmax = 8
+])
+def test_loss_aggregation_modes(mode, expected):
+    x, m = torch.tensor(X), torch.tensor(XMASK)
+    assert float(aggregate_loss(x, m, mode, norm_length=8)) == pytest.approx(expected)
+    # micro-batches given the mini-batch's divisors add up to the mini-batch's value
+    parts = [aggregate_loss(x[i:i + 1], m[i:i + 1], mode, num_tokens=4, num_seqs=2, norm_length=8) for i in range(2)]
+    assert float(sum(parts)) == pytest.approx(expected)
+
+
+def test_seq_mean_token_sum_norm_defaults_to_the_width_and_bad_modes_fail():
+    assert float(aggregate_loss(torch.tensor(X), torch.tensor(XMASK), "seq-mean-token-sum-norm")) == pytest.approx(10 / 3)
+    with pytest.raises(ValueError, match="loss_agg_mode"):
+        aggregate_loss(torch.tensor(X), torch.tensor(XMASK), "seq-sum")
+    with pytest.raises(ConfigError, match="loss_agg_mode"):
+        LearnerConfig(loss_agg_mode="seq-sum")  # type: ignore[arg-type]
+
+
+def test_policy_loss_follows_the_aggregation_mode():
+    # ratio 1, A = 1 on row 0's three tokens and −1 on row 1's one token: per-token loss −1, −1, −1, +1
+    logp = torch.zeros(2, 3, requires_grad=True)
+    inputs = LossInputs(logp=logp, old_logp=torch.zeros(2, 3), mask=torch.tensor(XMASK),
+                        advantages=torch.tensor([[1.0, 1.0, 1.0], [-1.0, 0.0, 0.0]]), num_tokens=4, num_seqs=2,
+                        norm_length=8)
+    want = {"token-mean": -2 / 4, "seq-mean-token-sum": -2 / 2, "seq-mean-token-mean": (-1 + 1) / 2,
+            "seq-mean-token-sum-norm": -2 / 8}
+    for mode, value in want.items():
+        out = policy_loss(inputs, LearnerConfig(kl_coef=0.0, entropy_coef=0.0, loss_agg_mode=mode))
+        assert out.metrics["loss/pg"] == pytest.approx(value), mode
+
+
+# --------------------------------------------------------- asymmetric clipping
+def test_asymmetric_clip_low_and_high():
+    # ratios 1.3, 1.25 with A = 1 and 0.7 with A = −1 (one token each)
+    logp = torch.log(torch.tensor([[1.3, 1.25, 0.7]]))
+    old, adv = torch.zeros(1, 3), torch.tensor([[1.0, 1.0, -1.0]])
+    sym, _, _ = ppo_dual_clip_loss(logp, old, adv, clip_eps=0.2)
+    # ε = 0.2: max(−1.3, −1.2) = −1.2; max(−1.25, −1.2) = −1.2; A<0: max(0.7, 0.8) = 0.8
+    assert sym[0].tolist() == pytest.approx([-1.2, -1.2, 0.8])
+    higher, clipped, _ = ppo_dual_clip_loss(logp, old, adv, clip_eps=0.2, clip_high=0.28)
+    # clip-higher 0.28: −1.28 (1.3 still clipped), −1.25 (inside), lower side unchanged 0.8
+    assert higher[0].tolist() == pytest.approx([-1.28, -1.25, 0.8])
+    assert clipped[0].tolist() == [1.0, 0.0, 1.0]
+    lower, _, _ = ppo_dual_clip_loss(logp, old, adv, clip_eps=0.2, clip_low=0.4)
+    # ε_low 0.4: the ratio 0.7 lies inside [0.6, 1.2] → 0.7
+    assert lower[0].tolist() == pytest.approx([-1.2, -1.2, 0.7])
+    out = policy_loss(LossInputs(logp=logp, old_logp=old, mask=torch.ones(1, 3), advantages=adv, num_tokens=3),
+                      LearnerConfig(kl_coef=0.0, entropy_coef=0.0, clip_eps_high=0.28))
+    assert out.metrics["loss/pg"] == pytest.approx((-1.28 - 1.25 + 0.8) / 3)
+
+
+# -------------------------------------------------------------- KL estimators
+def test_kl_estimators():
+    # logp = log 0.25, ref = log 0.5: d = logp − ref = −ln 2 = −0.6931472
+    logp, ref = torch.log(torch.tensor([[0.25]])), torch.log(torch.tensor([[0.5]]))
+    ln2 = math.log(2)
+    assert float(kl_penalty(logp, ref, "kl")) == pytest.approx(-ln2)
+    assert float(kl_penalty(logp, ref, "abs")) == pytest.approx(ln2)
+    assert float(kl_penalty(logp, ref, "mse")) == pytest.approx(0.5 * ln2 ** 2)       # 0.2402265
+    assert float(kl_penalty(logp, ref, "low_var_kl")) == pytest.approx(2 - ln2 - 1)   # e^{ln 2} − ln 2 − 1 = 0.3068528
+    assert float(kl_penalty(torch.tensor([[-30.0]]), torch.tensor([[0.0]]), "low_var_kl")) == 10.0  # clamped
+    with pytest.raises(ValueError, match="KL estimator"):
+        kl_penalty(logp, ref, "full")
+    inputs = LossInputs(logp=logp, old_logp=logp, mask=torch.ones(1, 1), advantages=torch.zeros(1, 1),
+                        num_tokens=1, ref_logp=ref)
+    out = policy_loss(inputs, LearnerConfig(kl_coef=0.1, entropy_coef=0.0, kl_estimator="mse"))
+    assert out.metrics["kl"] == pytest.approx(0.5 * ln2 ** 2)
+    assert out.metrics["loss/kl"] == pytest.approx(0.05 * ln2 ** 2)
+
+
+def test_new_loss_knobs_have_the_reference_defaults_and_set_keys():
+    from opid_gym.config import resolve_config
+
+    cfg = resolve_config("grpo", "alfworld-unseen").learner
+    assert (cfg.loss_agg_mode, cfg.clip_eps_low, cfg.clip_eps_high, cfg.kl_estimator) == (
+        "token-mean", None, None, "low_var_kl")
+    cfg = resolve_config("grpo", "alfworld-unseen", set_items=[
+        "learner.loss_agg_mode=seq-mean-token-mean", "clip_eps_low=0.2", "learner.clip_eps_high=0.28",
+        "kl_estimator=mse"]).learner
+    assert (cfg.loss_agg_mode, cfg.clip_eps_low, cfg.clip_eps_high, cfg.kl_estimator) == (
+        "seq-mean-token-mean", 0.2, 0.28, "mse")
+    with pytest.raises(ConfigError, match="kl_estimator"):
+        resolve_config("grpo", "alfworld-unseen", set_items=["kl_estimator=k9"])
