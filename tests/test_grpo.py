@@ -172,3 +172,48 @@ def test_the_step_context_scores_the_batch_responses_under_other_prompts(tiny_po
     assert len(strings) == len(batch.response_ids[0]) and all(isinstance(x, str) for x in strings)
     with pytest.raises(ValueError, match="prompts for"):
         ctx.score_messages(hinted, rows=[0])
+
+
+def test_the_first_minibatch_ratio_is_one_and_reported_apart(tiny_policy):
+    """PPO check (issue 14.6): before any update the ratio is 1 up to numerics; drift between the
+    log-probs the batch carries and the trainer's shows in ``ppo/first_ratio_mean``."""
+    from agents.model_agent import ModelAgent
+    from opid_gym.backend import SamplingParams
+    from opid_gym.benchmark import Benchmark
+    from opid_gym.config import OptimConfig
+    from opid_gym.history import WindowHistory
+    from opid_gym.rollout import make_groups, run_episodes
+    from opid_gym.trainer import LocalTrainer
+    from opid_gym.workers import InProcessPool
+
+    toyenv.register()
+    agent = ModelAgent(tiny_policy, SamplingParams(temperature=1.0, max_new_tokens=5, max_prompt_tokens=256))
+    with InProcessPool("letters-train", {"max_steps": 1}) as pool:
+        trajs = run_episodes(pool, agent, make_groups([0, 1], 4, seed=5), env_id="letters-train",
+                             template=toyenv.TOY_PROMPT, action_format="think_action", history=WindowHistory(1))
+    batch = build_step_batch(trajs)
+    bench = Benchmark("toy", "opid/letters-eval", "opid/letters-train", max_steps=1)
+    run = RunInfo(benchmark=bench, family="toy", template=toyenv.TOY_PROMPT, action_format="think_action")
+    learner = GRPO(LearnerConfig(kl_coef=0.0, entropy_coef=0.0), run)
+    trainer = LocalTrainer(tiny_policy, OptimConfig(lr=1e-2, weight_decay=0.0, micro_batch_size=4, mini_batch_size=3,
+                                                    epochs=2), total_steps=1, keep_ref=False)
+    snapshot = {k: v.detach().clone() for k, v in tiny_policy.module.state_dict().items()}
+    try:
+        old = trainer.score(batch.prompt_ids, batch.response_ids)
+        adv = torch.ones_like(batch.mask) * batch.mask  # every token pushed up: later ratios move away from 1
+        # simulated sampler/trainer drift: old log-probs 0.1 too high → first ratio e^−0.1 = 0.9048374
+        batch.old_logp = (old + 0.1) * batch.mask
+        drift = trainer.update(batch, adv, learner, step=0)
+        assert drift["ppo/first_ratio_mean"] == pytest.approx(0.9048374, abs=1e-4)
+        tiny_policy.module.load_state_dict(snapshot)
+        batch.old_logp = old
+        metrics = trainer.update(batch, adv, learner, step=0)
+        assert metrics["optim/steps"] > 1
+        assert metrics["ppo/first_ratio_mean"] == pytest.approx(1.0, abs=1e-5)
+        assert metrics["ppo/first_clip_frac"] == 0.0
+        assert abs(metrics["ppo/rest_ratio_mean"] - 1.0) > 1e-3  # after updates the ratio moved
+        n = metrics["optim/steps"]  # the overall mean is the first and the rest, weighted by steps
+        assert metrics["ratio_mean"] == pytest.approx(
+            (metrics["ppo/first_ratio_mean"] + (n - 1) * metrics["ppo/rest_ratio_mean"]) / n, abs=1e-6)
+    finally:
+        tiny_policy.module.load_state_dict(snapshot)

@@ -10,7 +10,7 @@ import torch
 from opid_gym.config import OptimConfig
 from opid_gym.rollout import RolloutStats
 from opid_gym.train import TaskSampler, rollout_metrics
-from opid_gym.trainer import clip_and_step, lr_at, minibatch_rows
+from opid_gym.trainer import clip_and_step, lr_at, minibatch_rows, ppo_epochs
 from opid_gym.types import Step, Trajectory
 
 
@@ -68,3 +68,25 @@ def test_clip_and_step_clips_to_the_norm_and_skips_non_finite_gradients():
     p.grad = torch.tensor([float("nan"), 1.0])         # not finite: the step is skipped
     assert not math.isfinite(clip_and_step([p], opt, grad_clip=1.0))
     assert torch.allclose(p.detach(), torch.tensor([-3.6, -4.8]), atol=1e-5) and p.grad is None
+
+
+def test_ppo_epochs_reports_the_first_minibatch_apart_from_the_rest():
+    calls = []
+
+    def minibatch(rows):  # the k-th optimiser step reports ratio 1 + k/10 and clip fraction k/10
+        k = len(calls)
+        calls.append(rows)
+        return {"ratio_mean": 1.0 + k / 10, "clip_frac": k / 10, "grad_norm": 1.0}
+
+    batch = type("B", (), {"old_logp": torch.zeros(5, 1), "__len__": lambda self: 5})()
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    cfg = OptimConfig(epochs=2, mini_batch_size=2)  # 3 mini-batches × 2 epochs = 6 steps
+    out = ppo_epochs(cfg, opt, batch, step=0, total_steps=1, seed=0, minibatch=minibatch)
+    assert len(calls) == 6 and out["optim/steps"] == 6.0
+    # first: 1.0 / 0.0; rest: ratios 1.1 … 1.5 → mean 1.3, clip 0.1 … 0.5 → 0.3; all: 1.25 / 0.25
+    assert out["ppo/first_ratio_mean"] == 1.0 and out["ppo/first_clip_frac"] == 0.0
+    assert out["ppo/rest_ratio_mean"] == pytest.approx(1.3) and out["ppo/rest_clip_frac"] == pytest.approx(0.3)
+    assert out["ratio_mean"] == pytest.approx(1.25) and out["clip_frac"] == pytest.approx(0.25)
+    calls.clear()
+    single = ppo_epochs(OptimConfig(), opt, batch, step=0, total_steps=1, seed=0, minibatch=minibatch)
+    assert single["ppo/first_ratio_mean"] == 1.0 and "ppo/rest_ratio_mean" not in single  # one step: no rest
