@@ -290,6 +290,73 @@ def aggregate(inputs: LossInputs, x: torch.Tensor, mode: str = "token-mean") -> 
                           norm_length=inputs.norm_length)
 
 
+# ------------------------------------------------------------------ OPID terms
+def teacher_advantage(delta: torch.Tensor, mask: torch.Tensor, active: torch.Tensor, weight: torch.Tensor, *,
+                      normalize: bool = False, clip: float | None = None, eps: float = STD_EPS) -> torch.Tensor:
+    """OPID's teacher (skill) advantage of one teacher kind (episode or step skill), detached.
+
+    ``A_T = λ · post(Δ · m · a)``, with ``Δ = ℓ_T − ℓ_old`` per token, ``m`` the response
+    mask and ``a`` the rows this teacher scored. ``post`` is the identity by default
+    (reference defaults ``normalize_teacher_adv: False``, ``clip_teacher_adv: null``); the
+    reference's options, in its order:
+
+    * ``normalize``: over the valid tokens of the active rows, ``(x − mean) / (std + eps)``
+      with the population std (``unbiased=False``), or ``x − mean`` when ``std <= eps``;
+      other tokens stay 0;
+    * ``clip``: clamp to [−clip, clip].
+
+    Args:
+        delta: [N, L] ℓ_T − ℓ_old (values of inactive rows are ignored).
+        mask: [N, L]. active: [N] bool. weight: [N] λ of each row's route.
+
+    Returns:
+        [N, L], 0 at padding and on inactive rows.
+    """
+    rows = active.to(mask.dtype)[:, None]
+    if not normalize and clip is None:
+        return (weight[:, None] * delta * mask * rows).detach()
+    x = delta * mask * rows
+    if normalize:
+        valid = (mask > 0) & (rows > 0)
+        if bool(valid.any()):
+            values = x[valid]
+            mean, std = values.mean(), values.std(unbiased=False)
+            x = torch.where(valid, (x - mean) / (std + eps) if float(std) > eps else x - mean, x)
+    if clip is not None:
+        x = torch.clamp(x, -clip, clip)
+    return (weight[:, None] * x).detach()
+
+
+def opd_loss(logp: torch.Tensor, old_logp: torch.Tensor, teacher_logp: torch.Tensor, *, mode: str = "delta",
+             clip: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token auxiliary on-policy distillation loss of OPID (reference ``compute_opd_loss``).
+
+    With ``Δ = sg(ℓ_T − ℓ_old)``:
+
+    * ``delta``: ``w = clip(Δ)``, loss ``−w · log πθ`` (gradient ``−w`` per token);
+    * ``importance``: ``w = clip(Δ · exp(log πθ − ℓ_old))``, loss ``−w`` (gradient through
+      the ratio, zero where the clip is active).
+
+    ``clip`` None: no clamp, else [−clip, clip].
+
+    Args:
+        logp: [N, L] log πθ (with gradient). old_logp / teacher_logp: [N, L].
+
+    Returns:
+        (loss [N, L], |w| [N, L] detached); not masked: aggregate with the rows' OPD mask.
+    """
+    delta = (teacher_logp - old_logp).detach()
+    if mode == "delta":
+        w = delta if clip is None else torch.clamp(delta, -clip, clip)
+        return -w * logp, w.abs().detach()
+    if mode == "importance":
+        w = delta * torch.exp(logp - old_logp.detach())
+        if clip is not None:
+            w = torch.clamp(w, -clip, clip)
+        return -w, w.abs().detach()
+    raise ValueError(f"unknown OPD weight mode {mode!r} (delta, importance)")
+
+
 def entropy_bonus(entropy: torch.Tensor, mask: torch.Tensor, num_tokens: float | torch.Tensor | None = None) -> torch.Tensor:
     """Token-mean entropy of the policy (the loss subtracts ``β_ent`` times this).
 

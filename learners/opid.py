@@ -40,16 +40,21 @@ from typing import Literal, Sequence
 
 import torch
 
+from learners.common import aggregate, opd_loss, policy_loss, teacher_advantage
 from learners.grpo import GRPO
 from learners.skills.analyzer import Analysis, AnalysisResult, Analyzer, AnalyzerConfigError, AnalyzerSettings
 from learners.skills.inject import inject_skill
 from opid_gym.benchmark import Benchmark
-from opid_gym.learner import ConfigError, LearnerConfig, RunInfo, StepBatch, StepContext
+from opid_gym.learner import ConfigError, LearnerConfig, LossInputs, LossOutput, RunInfo, StepBatch, StepContext
 from opid_gym.types import Message
 
 Route = Literal["critical_first", "additive", "episode_only"]
 FAMILY_MAX_STEP_SKILLS = {"alfworld": 5, "webshop": 5, "searchqa": 2}
 """K, the most step skills per trajectory (spec §2), per environment family (others: 5)."""
+OPD_TEACHER = "opd_teacher_logp"
+"""``batch.extras`` key of the OPD loss's teacher log-probs [N, L] (only with ``opd_loss_coef > 0``)."""
+OPD_ROWS = "opd_rows"
+"""``batch.extras`` key of the rows the OPD loss covers [N] (1.0: a skill teacher scored the row)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,12 @@ class OPIDConfig(LearnerConfig):
         route: ``critical_first`` | ``additive`` | ``episode_only`` (module docstring).
         episode_skill_weight / step_skill_weight: λ_ep / λ_step (0.001 each).
         annotate_tokens: save per-token skill advantages and token strings with the rollouts.
+        normalize_teacher_adv / clip_teacher_adv: the reference's options on each
+            teacher kind's advantage before its λ (:func:`learners.common.teacher_advantage`;
+            defaults off / null, as the reference).
+        opd_loss_coef: weight of the auxiliary OPD loss (:func:`learners.common.opd_loss`;
+            0, the reference default, leaves it out). opd_loss_weight_mode: ``delta`` or
+            ``importance``. opd_loss_clip: null or the clamp of its token weights.
     """
 
     analyzer: str = AnalyzerSettings.kind
@@ -97,6 +108,11 @@ class OPIDConfig(LearnerConfig):
     episode_skill_weight: float = 0.001
     step_skill_weight: float = 0.001
     annotate_tokens: bool = True
+    normalize_teacher_adv: bool = False
+    clip_teacher_adv: float | None = None
+    opd_loss_coef: float = 0.0
+    opd_loss_weight_mode: Literal["delta", "importance"] = "delta"
+    opd_loss_clip: float | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -112,6 +128,10 @@ class OPIDConfig(LearnerConfig):
             (self.analyzer_max_field_chars >= 20, "analyzer_max_field_chars must be >= 20"),
             (math.isfinite(self.episode_skill_weight) and math.isfinite(self.step_skill_weight),
              "skill weights must be finite numbers"),
+            (self.clip_teacher_adv is None or self.clip_teacher_adv > 0, "clip_teacher_adv must be > 0 or null"),
+            (self.opd_loss_coef >= 0, "opd_loss_coef must be >= 0"),
+            (self.opd_loss_weight_mode in ("delta", "importance"), "opd_loss_weight_mode must be delta or importance"),
+            (self.opd_loss_clip is None or self.opd_loss_clip > 0, "opd_loss_clip must be > 0 or null"),
         ]
         for ok, message in checks:
             if not ok:
@@ -219,7 +239,11 @@ class OPID(GRPO):
         t0 = time.perf_counter()
         routes = [route_step(int(batch.step_index[i]), results[int(batch.traj_index[i])].analysis, cfg.route,
                              cfg.episode_skill_weight, cfg.step_skill_weight) for i in range(n)]
-        adv = torch.zeros_like(batch.mask)
+        # per teacher kind: Δ = ℓ_skill − ℓ_old, ℓ_skill, which rows it scored, their λ
+        delta = {kind: torch.zeros_like(batch.mask) for kind in ("episode", "step")}
+        teacher_lp = {kind: torch.zeros_like(batch.mask) for kind in ("episode", "step")}
+        active = {kind: torch.zeros(n, dtype=torch.bool) for kind in ("episode", "step")}
+        lam = {kind: torch.zeros(n, dtype=batch.mask.dtype) for kind in ("episode", "step")}
         truncations = misses = scored = 0
         secs = {"encode": 0.0, "score": 0.0}
         old = self._plain_logp(batch, ctx) if any(r.weight != 0 for rs in routes for r in rs) else None
@@ -238,12 +262,22 @@ class OPID(GRPO):
                 misses += not anchored
             t2 = time.perf_counter()
             teacher = ctx.score_ids(prompt_ids, rows)  # [len(rows), L], π_old under h̃_t, no grad
-            weight = torch.tensor([routes[i][k].weight for i in rows], dtype=adv.dtype)
-            adv[rows] += skill_advantage(teacher, old[rows], batch.mask[rows], weight)
+            for j, i in enumerate(rows):
+                kind = routes[i][k].kind
+                delta[kind][i] = teacher[j] - old[i]
+                teacher_lp[kind][i] = teacher[j]
+                active[kind][i] = True
+                lam[kind][i] = routes[i][k].weight
             scored += len(rows)
             secs["encode"] += t2 - t1
             secs["score"] += time.perf_counter() - t2
+        adv = sum(teacher_advantage(delta[kind], batch.mask, active[kind], lam[kind],
+                                    normalize=cfg.normalize_teacher_adv, clip=cfg.clip_teacher_adv)
+                  for kind in ("episode", "step"))
         batch.extras["skill_adv"] = adv
+        if cfg.opd_loss_coef > 0:  # the reference's teacher_log_prob: the step skill's where active, else the episode's
+            batch.extras[OPD_TEACHER] = torch.where(active["step"][:, None], teacher_lp["step"], teacher_lp["episode"])
+            batch.extras[OPD_ROWS] = (active["step"] | active["episode"]).to(batch.mask.dtype)
         t3 = time.perf_counter()
         self._annotate(batch, ctx, routes, results, adv)
         secs["annotate"] = time.perf_counter() - t3
@@ -296,3 +330,29 @@ class OPID(GRPO):
         ctx.log({"opid/zero_adv_group_frac": sum(zero) / len(zero) if zero else 0.0})
         skill = batch.extras.get("skill_adv")
         return a_ep if skill is None else a_ep + skill
+
+    # ------------------------------------------------------------------- loss
+    def loss(self, inputs: LossInputs) -> LossOutput:
+        """GRPO's loss, plus ``opd_loss_coef`` × the auxiliary OPD loss when that is > 0.
+
+        The OPD term is :func:`learners.common.opd_loss` on the rows a skill teacher scored,
+        aggregated like the other terms (``loss_agg_mode``) over the mini-batch's response
+        tokens (rows without a teacher count as 0; the reference divides its token mean by
+        the OPD rows' tokens only, docs/protocols.md).
+        """
+        cfg: OPIDConfig = self.config  # type: ignore[assignment]
+        out = policy_loss(inputs, cfg)
+        if cfg.opd_loss_coef <= 0 or OPD_TEACHER not in inputs.extras:
+            return out
+        rows = inputs.extras[OPD_ROWS][:, None]  # [n, 1]
+        per_token, weight = opd_loss(inputs.logp, inputs.old_logp, inputs.extras[OPD_TEACHER],
+                                     mode=cfg.opd_loss_weight_mode, clip=cfg.opd_loss_clip)
+        value = aggregate(inputs, per_token * rows, cfg.loss_agg_mode)
+        loss = out.loss + cfg.opd_loss_coef * value
+        out.metrics.update({
+            "loss/opd": float(cfg.opd_loss_coef * value.detach()),
+            "opd/weight_abs_mean": float(inputs.token_mean(weight * rows)),
+            "opd/active_token_frac": float(inputs.token_mean(rows.expand_as(inputs.mask))),
+            "loss/total": float(loss.detach()),
+        })
+        return LossOutput(loss, out.metrics)

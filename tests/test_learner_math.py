@@ -14,8 +14,10 @@ from learners.common import (
     group_advantages,
     k3_kl,
     kl_penalty,
+    opd_loss,
     policy_loss,
     ppo_dual_clip_loss,
+    teacher_advantage,
     token_advantages,
     token_mean,
 )
@@ -334,3 +336,54 @@ def test_new_loss_knobs_have_the_reference_defaults_and_set_keys():
         "seq-mean-token-mean", 0.2, 0.28, "mse")
     with pytest.raises(ConfigError, match="kl_estimator"):
         resolve_config("grpo", "alfworld-unseen", set_items=["kl_estimator=k9"])
+
+
+# ------------------------------------------------------------------ OPID terms
+DELTA = [[1.0, 3.0, 9.0], [2.0, 0.0, 0.0], [5.0, 5.0, 5.0]]
+DMASK = [[1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
+
+
+def _teacher(**kw):
+    return teacher_advantage(torch.tensor(DELTA), torch.tensor(DMASK), torch.tensor([True, True, False]),
+                             torch.tensor([0.5, 0.5, 0.0]), **kw)
+
+
+def test_teacher_advantage_default_normalize_and_clip():
+    # default: λ·Δ·m on active rows → row 0: 0.5, 1.5, (pad) 0; row 1: 1; row 2 inactive → 0
+    assert _teacher().tolist() == [[0.5, 1.5, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    # normalize: valid active values 1, 3, 2 → mean 2, population std √(2/3) = 0.8164966;
+    # (1 − 2)/(0.8164966 + 1e-6) = −1.2247434, (3 − 2)/… = 1.2247434, 0 → × λ 0.5
+    norm = _teacher(normalize=True)
+    assert norm.tolist() == [pytest.approx([-0.6123717, 0.6123717, 0.0], abs=1e-6),
+                             pytest.approx([0.0, 0.0, 0.0], abs=1e-9), [0.0, 0.0, 0.0]]
+    # clip 1: Δ clamped to [−1, 1] → 1, 1, 1 → × 0.5
+    assert _teacher(clip=1.0).tolist() == [[0.5, 0.5, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    # normalize then clip 1: −1.2247 → −1, 1.2247 → 1
+    assert _teacher(normalize=True, clip=1.0)[0].tolist() == pytest.approx([-0.5, 0.5, 0.0], abs=1e-6)
+    # equal values (std 0 <= eps): only the mean is removed → 0
+    same = teacher_advantage(torch.full((2, 2), 2.0), torch.ones(2, 2), torch.tensor([True, True]), torch.ones(2),
+                             normalize=True)
+    assert same.tolist() == [[0.0, 0.0], [0.0, 0.0]]
+
+
+def test_opd_loss_delta_and_importance_modes():
+    # Δ = ℓ_T − ℓ_old = (−0.5 + 1.2, −2.4 + 2.0) = (0.7, −0.4); ratio = e^(logp − old) = (e^0.2, 1)
+    old, teacher = torch.tensor([[-1.2, -2.0]]), torch.tensor([[-0.5, -2.4]])
+    logp = torch.tensor([[-1.0, -2.0]], requires_grad=True)
+    loss, w = opd_loss(logp, old, teacher)  # delta: −Δ·logp = (0.7, −0.8), gradient −Δ
+    assert loss[0].tolist() == pytest.approx([0.7, -0.8]) and w[0].tolist() == pytest.approx([0.7, 0.4])
+    loss.sum().backward()
+    assert logp.grad[0].tolist() == pytest.approx([-0.7, 0.4])
+    logp.grad = None
+    loss, _ = opd_loss(logp, old, teacher, clip=0.5)  # Δ clamped to 0.5
+    assert loss[0].tolist() == pytest.approx([0.5, -0.8])
+    loss, w = opd_loss(logp, old, teacher, mode="importance")  # −Δ·ratio = (−0.7·1.2214028, 0.4)
+    assert loss[0].tolist() == pytest.approx([-0.8549820, 0.4], abs=1e-6)
+    loss.sum().backward()
+    assert logp.grad[0].tolist() == pytest.approx([-0.8549820, 0.4], abs=1e-6)
+    logp.grad = None
+    loss, _ = opd_loss(logp, old, teacher, mode="importance", clip=0.5)  # 0.855 clamped to 0.5: no gradient
+    loss.sum().backward()
+    assert loss[0].tolist() == pytest.approx([-0.5, 0.4]) and logp.grad[0].tolist() == pytest.approx([0.0, 0.4])
+    with pytest.raises(ValueError, match="OPD weight mode"):
+        opd_loss(logp, old, teacher, mode="kl")

@@ -341,6 +341,53 @@ def test_failed_analyses_give_no_skill_signal(tiny_policy, toy_trajs):
     assert batch.annotations[0]["routed_skill"].startswith("none (analysis failed: unparsable answer")
 
 
+def test_teacher_advantage_normalise_and_clip_and_the_opd_loss(tiny_policy, toy_trajs):
+    """The reference's normalize_teacher_adv / clip_teacher_adv per teacher kind, and the OPD term."""
+    from learners.opid import OPD_ROWS, OPD_TEACHER
+    from opid_gym.learner import LossInputs
+
+    weights = {"episode_skill_weight": 1.0, "step_skill_weight": 1.0, "max_step_skills": 1}
+    plain = OPID(OPIDConfig(**weights), toy_run())
+    _, batch, ctx = setup(tiny_policy, toy_trajs)
+    plain.prepare(batch, ctx)
+    raw = batch.extras["skill_adv"]  # λ = 1: Δ = ℓ_skill − ℓ_old per token
+    assert OPD_TEACHER not in batch.extras  # the OPD loss is off by default (coefficient 0)
+    kinds = [a["skill_route"] for a in batch.annotations]
+    assert set(kinds) == {"step", "episode"}
+    mask = batch.mask > 0
+    expected = torch.zeros_like(raw)
+    for kind in ("step", "episode"):  # each kind normalised over its own rows' valid tokens
+        rows = torch.tensor([k == kind for k in kinds])[:, None] & mask
+        values = raw[rows]
+        expected[rows] = (values - values.mean()) / (values.std(unbiased=False) + 1e-6)
+    learner = OPID(OPIDConfig(**weights, normalize_teacher_adv=True, opd_loss_coef=0.5), toy_run())
+    _, batch2, ctx2 = setup(tiny_policy, toy_trajs)
+    learner.prepare(batch2, ctx2)
+    assert torch.allclose(batch2.extras["skill_adv"], expected, atol=1e-5)
+    clipped = OPID(OPIDConfig(**weights, clip_teacher_adv=0.01), toy_run())
+    _, batch3, ctx3 = setup(tiny_policy, toy_trajs)
+    clipped.prepare(batch3, ctx3)
+    assert torch.allclose(batch3.extras["skill_adv"], raw.clamp(-0.01, 0.01), atol=1e-7)
+    # OPD: the routed teacher's log-probs on every analysed row; Δ = teacher − old = the raw skill advantage
+    assert batch2.extras[OPD_ROWS].tolist() == [1.0] * len(batch2)
+    assert torch.allclose((batch2.extras[OPD_TEACHER] - batch2.old_logp) * batch2.mask, raw, atol=1e-6)
+    # the loss adds 0.5 · token_mean(−Δ·logπθ) over the OPD rows (A = 0 and no KL/entropy here)
+    quiet = OPIDConfig(**weights, opd_loss_coef=0.5, kl_coef=0.0, entropy_coef=0.0)
+    n = 2
+    teacher = torch.tensor([[-0.5, -2.4], [-1.0, -1.0]])
+    logp = torch.tensor([[-1.0, -2.0], [-3.0, -3.0]], requires_grad=True)
+    inputs = LossInputs(logp=logp, old_logp=torch.tensor([[-1.2, -2.0], [-3.0, -3.0]]), mask=torch.ones(n, 2),
+                        advantages=torch.zeros(n, 2), num_tokens=4.0,
+                        extras={OPD_TEACHER: teacher, OPD_ROWS: torch.tensor([1.0, 0.0])})
+    out = OPID(quiet, toy_run()).loss(inputs)
+    # row 0: Δ = (0.7, −0.4) → −Δ·logp = 0.7 − 0.8 = −0.1; row 1 not an OPD row → 0; / 4 tokens · 0.5
+    assert out.metrics["loss/opd"] == pytest.approx(0.5 * -0.1 / 4, abs=1e-7)
+    assert float(out.loss.detach()) == pytest.approx(0.5 * -0.1 / 4, abs=1e-7)
+    assert out.metrics["opd/active_token_frac"] == pytest.approx(0.5)
+    off = OPID(OPIDConfig(**weights, kl_coef=0.0, entropy_coef=0.0), toy_run()).loss(inputs)
+    assert "loss/opd" not in off.metrics and float(off.loss.detach()) == 0.0
+
+
 def test_defaults_and_config_errors(tmp_path):
     bench = Benchmark("b", "opid/x", "opid/x", max_steps=3, invalid_penalty=0.01)
     assert OPID.default_config(bench, "searchqa").max_step_skills == 2
@@ -356,6 +403,12 @@ def test_defaults_and_config_errors(tmp_path):
         OPIDConfig(analyzer="openai")
     with pytest.raises(ConfigError, match="route"):
         OPIDConfig(route="sometimes")  # type: ignore[arg-type]
+    assert (cfg.normalize_teacher_adv, cfg.clip_teacher_adv, cfg.opd_loss_coef, cfg.opd_loss_weight_mode,
+            cfg.opd_loss_clip) == (False, None, 0.0, "delta", None)  # the reference trainer's defaults
+    with pytest.raises(ConfigError, match="opd_loss_coef"):
+        OPIDConfig(opd_loss_coef=-1.0)
+    with pytest.raises(ConfigError, match="clip_teacher_adv"):
+        OPIDConfig(clip_teacher_adv=0.0)
     with pytest.raises(ConfigError, match="key file not found"):
         OPIDConfig(analyzer="openai:m", analyzer_api_key_file=str(tmp_path / "none"))
 
