@@ -152,6 +152,12 @@ class RolloutConfig:
             benchmark's); longer prompts are left-truncated.
         old_logp: ``recompute`` (π_old log-probs from a trainer forward pass, as the
             reference code does) or ``sampler`` (the rollout engine's own log-probs).
+        filter_groups: DAPO-style dynamic sampling (reference ``algorithm.filter_groups``,
+            off by default): drop groups whose episodes all got the same reward and refill
+            the step with new rollouts of the same tasks (new seeds) until B groups are
+            kept or ``max_gen_batches`` rollouts were made; the last one is kept unfiltered
+            (:func:`opid_gym.train.select_groups`).
+        max_gen_batches: the most rollouts of B×G episodes one step may make (10).
     """
 
     tasks_per_step: int = 16
@@ -161,6 +167,8 @@ class RolloutConfig:
     max_new_tokens: int = 512
     max_prompt_tokens: int | None = None
     old_logp: Literal["recompute", "sampler"] = "recompute"
+    filter_groups: bool = False
+    max_gen_batches: int = 10
 
     def __post_init__(self) -> None:
         _check(self.tasks_per_step >= 1, f"rollout.tasks_per_step must be >= 1, got {self.tasks_per_step}")
@@ -169,6 +177,7 @@ class RolloutConfig:
         _check(0 < self.top_p <= 1, f"rollout.top_p must be in (0, 1], got {self.top_p}")
         _check(self.max_new_tokens >= 1, f"rollout.max_new_tokens must be >= 1, got {self.max_new_tokens}")
         _check(self.max_prompt_tokens is None or self.max_prompt_tokens >= 16, "rollout.max_prompt_tokens must be >= 16")
+        _check(self.max_gen_batches >= 1, f"rollout.max_gen_batches must be >= 1, got {self.max_gen_batches}")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ Where a sharded trainer and remote environment workers plug in: :func:`make_trai
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -229,6 +230,36 @@ def rollout_metrics(trajs: Sequence[Trajectory], stats: Any) -> dict[str, float]
         "rollout/errors": float(sum(t.error is not None for t in trajs)),
         "rollout/episodes": float(n),
     }
+
+
+def group_order(trajs: Sequence[Trajectory]) -> dict[str, list[Trajectory]]:
+    """The trajectories of each group, groups in order of first appearance."""
+    groups: dict[str, list[Trajectory]] = {}
+    for t in trajs:
+        groups.setdefault(t.group_id, []).append(t)
+    return groups
+
+
+def select_groups(kept: list[list[Trajectory]], trajs: Sequence[Trajectory], target: int, *,
+                  last: bool) -> tuple[list[list[Trajectory]], int]:
+    """One round of dynamic sampling (DAPO, arXiv 2503.14476; reference ``filter_group_data``).
+
+    Adds the groups of ``trajs`` to ``kept`` (in order) until it holds ``target`` groups,
+    leaving out groups whose episodes all have the same total reward (zero variance: no
+    group-relative signal) unless ``last`` (the final allowed rollout keeps every group).
+    Returns (the new list of kept groups, the number of groups left out as zero-variance).
+    """
+    out = list(kept)
+    dropped = 0
+    for members in group_order(trajs).values():
+        if len(out) >= target:
+            break
+        rewards = {float(t.total_reward) for t in members}
+        if len(rewards) <= 1 and not last:
+            dropped += 1
+            continue
+        out.append(members)
+    return out, dropped
 
 
 class _WithWeights:
@@ -444,11 +475,42 @@ class Run:
                                  generator=_WithWeights(self.generator, self._engine_weights),
                                  old_logp_source=self.cfg.rollout.old_logp)
 
-    def _rollout(self, step: int) -> tuple[list[Trajectory], Any]:
+    def _rollout_filtered(self, step: int) -> tuple[list[Trajectory], list[Trajectory], Any, dict[str, float]]:
+        """The step's rollout with optional dynamic sampling (``rollout.filter_groups``).
+
+        Returns (the trajectories to train on, every trajectory generated, the summed
+        rollout statistics, the dynamic-sampling metrics). Without ``filter_groups`` the
+        two lists are the one rollout. With it: at most ``rollout.max_gen_batches``
+        rollouts of the same B tasks (new seeds for each, derived from (seed, step,
+        attempt), so a resumed run repeats them), zero-variance groups left out, the last
+        rollout unfiltered, and at most B groups kept (:func:`select_groups`).
+        """
+        roll = self.cfg.rollout
+        trajs, stats = self._rollout(step)
+        if not roll.filter_groups:
+            return trajs, trajs, stats, {}
+        every = list(trajs)
+        kept, dropped = select_groups([], trajs, roll.tasks_per_step, last=roll.max_gen_batches == 1)
+        attempts = 1
+        while len(kept) < roll.tasks_per_step and attempts < roll.max_gen_batches:
+            more, more_stats = self._rollout(step, attempt=attempts)
+            attempts += 1
+            every.extend(more)
+            for f in dataclasses.fields(stats):
+                setattr(stats, f.name, getattr(stats, f.name) + getattr(more_stats, f.name))
+            kept, n = select_groups(kept, more, roll.tasks_per_step, last=attempts == roll.max_gen_batches)
+            dropped += n
+        metrics = {"rollout/gen_batches": float(attempts), "rollout/kept_groups": float(len(kept)),
+                   "rollout/dropped_groups": float(dropped)}
+        return [t for members in kept for t in members], every, stats, metrics
+
+    def _rollout(self, step: int, attempt: int = 0) -> tuple[list[Trajectory], Any]:
         from opid_gym.rollout import RolloutStats, make_groups, run_episodes
 
-        specs = make_groups(self.sampler.tasks(step), self.cfg.rollout.group_size,
-                            derive_seed(self.cfg.seed, "rollout", step), tag=f"s{step}g")
+        seed, tag = derive_seed(self.cfg.seed, "rollout", step), f"s{step}g"
+        if attempt:  # dynamic sampling's refills: new seeds and group ids for the same tasks
+            seed, tag = derive_seed(self.cfg.seed, "rollout", step, "refill", attempt), f"s{step}r{attempt}g"
+        specs = make_groups(self.sampler.tasks(step), self.cfg.rollout.group_size, seed, tag=tag)
         mine = self.dist.shard(range(len(specs)))  # every episode, when there is one process
         stats = RolloutStats()
         with self._engine_weights():
@@ -481,9 +543,10 @@ class Run:
         self._step_logs = {}
         start = time.perf_counter()
         with t.phase("rollout"):
-            trajs, stats = self._rollout(step)
+            trajs, generated, stats, sampling = self._rollout_filtered(step)
         record: dict[str, Any] = {"step": step + 1}
-        record.update(rollout_metrics(trajs, stats))
+        record.update(rollout_metrics(generated, stats))  # every episode generated (dynamic sampling: all tries)
+        record.update(sampling)
         batch: StepBatch | None = None
         with t.phase("prepare"):
             batch = build_step_batch(trajs, gamma=self.learner.config.gamma)

@@ -178,3 +178,23 @@ def test_resume_before_the_first_checkpoint_starts_over(tmp_path):
     records = _metrics(out)
     assert [r["step"] for r in records] == [1, 2] and not any("stale" in r for r in records)
     assert (out / "summary.json").is_file()
+
+
+def test_dynamic_sampling_refills_the_step_with_groups_that_have_reward_variance(tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", *TOY_ARGS, "--set", "steps=1", "--set", "rollout.filter_groups=true",
+                 "--set", "rollout.max_gen_batches=4", "--set", "eval.final=false", "--out", str(out)]) == 0
+    record = _metrics(out)[0]
+    tries = record["rollout/gen_batches"]
+    print("dynamic sampling:", {k: v for k, v in record.items() if k.startswith("rollout/")})
+    assert 1 <= tries <= 4 and record["rollout/kept_groups"] == 2  # B = 2 groups, the last try fills up
+    assert record["rollout/episodes"] == 2 * 3 * tries  # every generated episode counts in the rollout metrics
+    lines = [json.loads(x) for x in (out / "rollouts" / "step_000001.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 * 3  # the kept groups are what the step trains on
+    groups: dict[str, set] = {}
+    for t in lines:
+        groups.setdefault(t["group_id"], set()).add(sum(s["reward"] for s in t["steps"]))
+    if tries < 4:  # before the last allowed try only groups with reward variance are kept
+        assert all(len(rewards) > 1 for rewards in groups.values())
+    assert record["rollout/kept_groups"] + record["rollout/dropped_groups"] <= 2 * tries
+    assert (record["rollout/dropped_groups"] >= 1) == (tries > 1)  # a refill follows a dropped group

@@ -90,3 +90,27 @@ def test_ppo_epochs_reports_the_first_minibatch_apart_from_the_rest():
     calls.clear()
     single = ppo_epochs(OptimConfig(), opt, batch, step=0, total_steps=1, seed=0, minibatch=minibatch)
     assert single["ppo/first_ratio_mean"] == 1.0 and "ppo/rest_ratio_mean" not in single  # one step: no rest
+
+
+def _group(gid, rewards):
+    return [Trajectory(traj_id=f"{gid}-{m}", env_id="toy", task_index=0, task_id="t", task_type="x", task="t",
+                       seed=0, group_id=gid, member=m,
+                       steps=[Step(index=0, observation="", prompt=[], response="", action="", valid=True,
+                                   next_observation="", reward=r, terminated=True, truncated=False)])
+            for m, r in enumerate(rewards)]
+
+
+def test_dynamic_sampling_keeps_groups_with_reward_variance_and_refills():
+    from opid_gym.train import select_groups
+
+    first = _group("a", [1.0, 1.0, 1.0]) + _group("b", [0.0, 10.0, 0.0]) + _group("c", [0.0, 0.0, 0.0])
+    kept, dropped = select_groups([], first, 3, last=False)
+    # a (all 1) and c (all 0) have zero variance: only b is kept
+    assert [g[0].group_id for g in kept] == ["b"] and dropped == 2
+    second = _group("d", [10.0, 0.0, 0.0]) + _group("e", [5.0, 5.0, 5.0]) + _group("f", [0.0, 1.0, 0.0])
+    kept, dropped = select_groups(kept, second, 3, last=False)
+    assert [g[0].group_id for g in kept] == ["b", "d", "f"] and dropped == 1  # e dropped; full at 3 groups
+    third = _group("g", [2.0, 2.0, 2.0]) + _group("h", [0.0, 1.0, 0.0])
+    kept, dropped = select_groups([kept[0]], third, 3, last=True)  # the last try keeps every group
+    assert [g[0].group_id for g in kept] == ["b", "g", "h"] and dropped == 0
+    assert select_groups(kept, third, 3, last=False) == (kept, 0)  # already full: nothing added
