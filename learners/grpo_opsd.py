@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from learners.common import policy_loss
+from learners.common import aggregate, policy_loss
 from learners.distill import TEACHER_LOGP, LibraryConfig, LibraryTeacherGRPO, check
 from learners.sdar import distill_term
 from opid_gym.learner import LossInputs, LossOutput
@@ -39,7 +39,7 @@ def grpo_opsd_loss(inputs: LossInputs, config: GRPOOPSDConfig) -> LossOutput:
     """``policy_loss`` + λ·token_mean(gate·(sg(ℓ_T) − log πθ)) (metrics: ``loss/distill``, ``distill/gap``)."""
     out = policy_loss(inputs, config)
     teacher = inputs.extras[TEACHER_LOGP]
-    term = inputs.token_mean(distill_term(inputs.logp, teacher, config.gate))
+    term = aggregate(inputs, distill_term(inputs.logp, teacher, config.gate), config.loss_agg_mode)
     loss = out.loss + config.distill_coef * term
     out.metrics.update({
         "loss/distill": float(config.distill_coef * term.detach()),

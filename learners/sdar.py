@@ -7,7 +7,7 @@ than the student does (ℓ_T > log πθ) get a gate near 1, tokens it dislikes a
 0, so the teacher can only pull probability up where it agrees (algorithms spec §3):
 
     g    = sg(sigmoid(β · (sg(ℓ_T) − sg(log πθ))))
-    loss = GRPO loss + λ · token_mean(g · (sg(ℓ_T) − log πθ))
+    loss = GRPO loss + λ · agg(g · (sg(ℓ_T) − log πθ))      (agg: loss_agg_mode, token mean by default)
 
 Defaults λ = 0.01, β = 5.0 (the released baseline scripts); the SDAR paper's text is
 reported to use λ = 0.1, β = 10 — set ``learner.distill_coef=0.1 learner.gate_beta=10``.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from learners.common import policy_loss
+from learners.common import aggregate, policy_loss
 from learners.distill import TEACHER_LOGP, LibraryConfig, LibraryTeacherGRPO, check
 from opid_gym.learner import LossInputs, LossOutput
 
@@ -79,7 +79,7 @@ def sdar_loss(inputs: LossInputs, config: SDARConfig, *, pg: bool = True) -> Los
     out = policy_loss(inputs, config, pg=pg)
     teacher = inputs.extras[TEACHER_LOGP]
     gate = sdar_gate(teacher, inputs.logp, config.gate_beta)
-    term = inputs.token_mean(distill_term(inputs.logp, teacher, gate))
+    term = aggregate(inputs, distill_term(inputs.logp, teacher, gate), config.loss_agg_mode)
     loss = out.loss + config.distill_coef * term
     out.metrics.update({
         "loss/distill": float(config.distill_coef * term.detach()),

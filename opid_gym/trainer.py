@@ -171,8 +171,15 @@ def micro_batch_loss(policy: TrainablePolicy, batch: StepBatch, advantages: torc
         logp=res.logprobs, old_logp=cut(batch.old_logp), mask=cut(batch.mask),
         advantages=cut(advantages), num_tokens=num_tokens, ref_logp=cut(batch.ref_logp),
         entropy=res.entropy, extras={k: cut(v) for k, v in batch.extras.items()}, step=step,
-        num_seqs=num_seqs, norm_length=float(learner.run.benchmark.max_new_tokens),
+        num_seqs=num_seqs, norm_length=_response_limit(learner),
     ))
+
+
+def _response_limit(learner: Learner) -> float | None:
+    """The run's response-token limit (``seq-mean-token-sum-norm``'s divisor), None when unknown."""
+    run = getattr(learner, "run", None)
+    limit = getattr(getattr(run, "benchmark", None), "max_new_tokens", None)
+    return float(limit) if limit else None
 
 
 class LocalTrainer:

@@ -131,6 +131,9 @@ def test_skill_sd_rho_k3_term():
     out = learner.loss(inputs)
     # 0.001 · (0.1816486 + 0.0703200) / 2 = 0.000125984
     assert out.metrics["loss/distill"] == pytest.approx(0.000125984, abs=1e-9)
+    # seq-mean-token-sum over the one row: 0.001 · (0.1816486 + 0.0703200) / 1 = 0.000251969
+    seq = SkillSD(SkillSDConfig(**NO_REG, loss_agg_mode="seq-mean-token-sum"), _run()).loss(inputs)
+    assert seq.metrics["loss/distill"] == pytest.approx(0.000251969, abs=1e-9)
 
 
 def test_skill_sd_ratio_is_capped_at_e10():
