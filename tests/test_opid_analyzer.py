@@ -130,9 +130,9 @@ def test_fuzz_decorated_answers_round_trip(skill, steps, n, k, fence, prose, int
 # ------------------------------------------------------------------- prompt
 def test_prompt_shows_task_outcome_steps_and_discounted_returns():
     t = traj([step(0, obs="You are in a room."), step(1), step(2, reward=10.0)], won=True)
-    system, user = build_analysis_messages(t, gamma=0.95, max_step_skills=4)
+    (user,) = build_analysis_messages(t, gamma=0.95, max_step_skills=4)  # one user message, no system prompt
     text = user["content"]
-    assert system["role"] == "system" and "JSON" in system["content"]
+    assert user["role"] == "user" and "JSON" in text
     assert "Task: put a mug in desk." in text and "Task type: pick" in text
     assert "Outcome: SUCCESS" in text and "SUCCEEDED" in text and "FAILED" not in text
     assert "Candidate step indices: 0, 1, 2" in text and "at most 4 step indices" in text
@@ -140,14 +140,23 @@ def test_prompt_shows_task_outcome_steps_and_discounted_returns():
             "Response: <think>t</think><action>go to desk 1</action>") in text
     # G_t = r_t + 0.95 G_{t+1}: 10, 9.5, 9.025
     assert "Return G_0: 9.025" in text and "Return G_1: 9.5" in text and "Return G_2: 10" in text
-    failed = build_analysis_messages(traj([step(0)]), retry_reason="no JSON object found")[1]["content"]
+    failed = build_analysis_messages(traj([step(0)]), retry_reason="no JSON object found",
+                                     previous_answer="x" * 2500 + "tail")[0]["content"]
     assert "Outcome: FAILURE: the step limit was reached after 1 step(s)." in failed and "FAILED" in failed
     assert "previous answer could not be used (no JSON object found)" in failed
+    # the end of the unusable answer comes back with the re-ask: its last 2000 characters
+    assert failed.endswith("The end of your previous answer:\n" + ("x" * 1996 + "tail"))
+
+
+def test_prompt_fields_are_unclipped_by_default():
+    long = "A" * 5000 + "B" * 5000
+    text = build_analysis_messages(traj([step(0, obs=long)]))[0]["content"]
+    assert f"Observation: {long}\n" in text
 
 
 def test_prompt_shortens_long_fields_in_the_middle():
     t = traj([step(0, obs="A" * 500 + "B" * 500)])
-    text = build_analysis_messages(t, max_field_chars=100)[1]["content"]
+    text = build_analysis_messages(t, max_field_chars=100)[0]["content"]
     assert "A" * 50 + " […900 characters left out…] " + "B" * 50 in text
 
 
@@ -245,8 +254,10 @@ def test_openai_analyzer_concurrency_usage_and_parsing():
     assert all(r.analysis is not None and r.error is None for r in results)
     assert server.max_in_flight == 2
     body = server.requests[0].body
-    assert body["model"] == "judge" and body["temperature"] == 0.0 and body["max_tokens"] == 1024
-    assert "Candidate step indices: 0, 1, 2" in body["messages"][1]["content"]
+    # the reference's call: one user message, no temperature field (the endpoint's default), 4096 tokens
+    assert body["model"] == "judge" and "temperature" not in body and body["max_tokens"] == 4096
+    assert [m["role"] for m in body["messages"]] == ["user"]
+    assert "Candidate step indices: 0, 1, 2" in body["messages"][0]["content"]
     s = an.last
     assert (s.trajectories, s.calls, s.failures, s.retries) == (4, 4, 0, 0)
     assert s.tokens_in > 0 and s.tokens_out > 0 and s.seconds > 0
@@ -256,11 +267,12 @@ def test_garbage_is_retried_with_a_stricter_instruction_then_counted():
     good = Reply(json.dumps({"episode_summary": "s", "episode_skill": "Do it.", "step_skills": {"1": "x"}}))
     with ChatServer(default=Reply("no idea")) as server:
         server.script(Reply("no idea"), good)           # trajectory 0: garbage, then a good answer
-        an = Analyzer(openai_settings(server, retries=1))
+        an = Analyzer(openai_settings(server))         # the default: 2 attempts, as the reference
         r = an.analyze(some_trajs(1))[0]
         assert r.analysis == Analysis("s", "Do it.", {1: "x"}) and r.attempts == 2
-        retry_prompt = server.requests[1].body["messages"][1]["content"]
+        retry_prompt = server.requests[1].body["messages"][0]["content"]
         assert "previous answer could not be used (no JSON object found in the answer)" in retry_prompt
+        assert retry_prompt.endswith("The end of your previous answer:\nno idea")
         server.reset()
         results = an.analyze(some_trajs(3))            # always garbage: 1 + retries attempts, then failure
     assert all(x.analysis is None and "unparsable" in x.error for x in results)
@@ -335,5 +347,6 @@ def test_policy_analyzer_uses_the_given_generate():
     assert an.analyze(some_trajs(1))[0].error.startswith("RuntimeError")   # no generate given: a counted failure
     results = an.analyze(some_trajs(3), generate=generate)
     assert all(r.analysis == Analysis("", "Be quick.", {0: "Go."}) for r in results)
-    assert seen["n"] == 3 and seen["params"].max_new_tokens == 77 and seen["params"].temperature == 0.0
+    # no temperature set: the API default, 1.0
+    assert seen["n"] == 3 and seen["params"].max_new_tokens == 77 and seen["params"].temperature == 1.0
     assert (an.last.tokens_in, an.last.tokens_out) == (6, 3)

@@ -49,7 +49,13 @@ class AnalyzerConfigError(ValueError):
 
 @dataclass(frozen=True)
 class AnalyzerSettings:
-    """How to analyse trajectories (built from OPID's config; see there for each field)."""
+    """How to analyse trajectories (built from OPID's config; see there for each field).
+
+    The defaults follow the reference code's analyzer call (``jinyangwu/OPID``,
+    ``opid/analysis.py``): 2 attempts (``retries`` = 1 re-ask after an unparsable answer),
+    up to 4096 new tokens, the endpoint's default temperature (None: not sent; local
+    and policy analyzers then sample at 1.0, the OpenAI API's default), fields unclipped.
+    """
 
     kind: str = RULES
     model: str = ""
@@ -59,11 +65,11 @@ class AnalyzerSettings:
     concurrency: int = 8
     timeout: float = 120.0
     http_retries: int = 2
-    retries: int = 2
-    temperature: float = 0.0
-    max_new_tokens: int = 1024
+    retries: int = 1
+    temperature: float | None = None
+    max_new_tokens: int = 4096
     max_prompt_tokens: int | None = 8192
-    max_field_chars: int = 2000
+    max_field_chars: int | None = None
     device: str = "auto"
     max_step_skills: int = 5
     gamma: float = 0.95
@@ -160,6 +166,15 @@ class AnalyzerStats:
 
 
 # ------------------------------------------------------------------- backends
+API_DEFAULT_TEMPERATURE = 1.0
+"""The OpenAI API's default temperature: what local and policy analyzers sample at when
+``temperature`` is None (an OpenAI-compatible endpoint gets no temperature field)."""
+
+
+def default_temperature(s: AnalyzerSettings) -> float:
+    return API_DEFAULT_TEMPERATURE if s.temperature is None else s.temperature
+
+
 @dataclass
 class Completion:
     text: str
@@ -202,7 +217,7 @@ class AgentBackend:
     def __init__(self, s: AnalyzerSettings) -> None:
         from opid_gym.agent import make_agent
 
-        options: dict[str, Any] = {"temperature": s.temperature, "max_new_tokens": s.max_new_tokens,
+        options: dict[str, Any] = {"temperature": default_temperature(s), "max_new_tokens": s.max_new_tokens,
                                    "max_prompt_tokens": s.max_prompt_tokens}
         if s.kind.startswith("hf:"):
             options["device"] = s.device
@@ -234,7 +249,7 @@ class PolicyBackend:
             err = RuntimeError("analyzer=policy needs the loop's generate (StepContext.generate is None)")
             return [err for _ in conversations]
         s = self.settings
-        params = SamplingParams(temperature=s.temperature, max_new_tokens=s.max_new_tokens,
+        params = SamplingParams(temperature=default_temperature(s), max_new_tokens=s.max_new_tokens,
                                 max_prompt_tokens=s.max_prompt_tokens)
         try:
             gens = self.generate(list(conversations), params, list(seeds))
@@ -364,6 +379,7 @@ class Analyzer:
         if isinstance(self.backend, PolicyBackend):
             self.backend.generate = generate
         reasons: dict[int, str | None] = {i: None for i in todo}
+        previous: dict[int, str] = {i: "" for i in todo}
         pending = list(todo)
         for attempt in range(s.retries + 1):
             if not pending:
@@ -371,7 +387,8 @@ class Analyzer:
             if attempt:
                 stats.retries += len(pending)
             convs = [build_analysis_messages(trajectories[i], gamma=s.gamma, max_step_skills=s.max_step_skills,
-                                             max_field_chars=s.max_field_chars, retry_reason=reasons[i])
+                                             max_field_chars=s.max_field_chars, retry_reason=reasons[i],
+                                             previous_answer=previous[i])
                      for i in pending]
             seeds = [derive_seed(s.seed, "analyzer", trajectories[i].traj_id, attempt) for i in pending]
             outs = self.backend.complete(convs, seeds)
@@ -389,6 +406,7 @@ class Analyzer:
                 except AnalysisParseError as exc:
                     stats.parse_failures += 1
                     reasons[i] = str(exc)
+                    previous[i] = out.text
                     results[i] = AnalysisResult(traj.traj_id, None, f"unparsable answer: {exc}", attempt + 1)
                     still.append(i)
                     continue
