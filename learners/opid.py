@@ -59,7 +59,8 @@ class OPIDConfig(LearnerConfig):
     """OPID's settings: GRPO's (:class:`LearnerConfig`, γ = 0.95 for the analyzer's G_t) plus:
 
     Attributes:
-        analyzer: ``hindsight-rules`` (no model, deterministic), ``openai`` (with
+        analyzer: ``hindsight-rules`` (no model, deterministic), ``oracle`` (an ablation, not
+            the paper's method: step skills from the environment expert's actions), ``openai`` (with
             ``analyzer_model``) or ``openai:<model>``, ``hf:<model>``, ``vllm:<model>``,
             or ``policy`` (the policy being trained writes the analyses).
         analyzer_model: the model name sent to an OpenAI-compatible endpoint.
@@ -222,6 +223,11 @@ class OPID(GRPO):
     def default_config(cls, benchmark: Benchmark, family: str) -> LearnerConfig:
         base = super().default_config(benchmark, family)
         return dataclasses.replace(base, max_step_skills=FAMILY_MAX_STEP_SKILLS.get(family, 5))
+
+    @property
+    def needs_expert(self) -> bool:
+        """True with the ``oracle`` analyzer (an ablation): rollouts record the env expert's actions."""
+        return self.analyzer.settings.needs_expert
 
     # ---------------------------------------------------------------- prepare
     def prepare(self, batch: StepBatch, ctx: StepContext) -> None:

@@ -13,7 +13,8 @@ from learners.skills.analyzer import (
     Analysis, AnalysisParseError, Analyzer, AnalyzerConfigError, AnalyzerSettings, build_analysis_messages,
     parse_analysis, rules_analysis, step_findings,
 )
-from learners.skills.analyzer.rules import critical_findings
+from learners.skills.analyzer.oracle import oracle_analysis
+from learners.skills.analyzer.rules import coverage, critical_findings, generalise, loop_start
 from opid_gym.types import Step, Trajectory
 
 
@@ -206,13 +207,92 @@ def test_rules_plan_deviation_loops_and_the_k_limit():
         a.episode_skill
 
 
-def test_rules_success_gives_the_workflow():
+def test_rules_success_gives_the_workflow_and_its_generalisation():
     t = traj([step(0, "go to fridge 1"), step(1, "go to moon", nxt="Nothing happens."), step(2, "open fridge 1"),
-              step(3, "take mug 1 from fridge 1", reward=10.0)], won=True)
+              step(3, "take mug 1 from fridge 1", reward=10.0)], won=True, task="put a mug in fridge.")
     a = rules_analysis(t)
-    assert a.episode_skill.startswith("This pick task was solved in 4 step(s). Workflow that worked: "
-                                      "go to fridge 1 -> open fridge 1 -> take mug 1 from fridge 1.")
+    assert a.episode_skill.startswith(
+        "This pick task was solved in 4 step(s) with: go to fridge 1 -> open fridge 1 -> take mug 1 from fridge 1. "
+        "In general: go to <fridge> 1 -> open <fridge> 1 -> take <mug> 1 from <fridge> 1 (<word> = what the task "
+        "names).")
     assert a.episode_summary.startswith("Succeeded after 4 step(s)")
+    assert set(a.step_skills) == {1}  # only the step that went wrong is critical
+    assert generalise("Take Mug 1 from  desk 2", "put a mug in desk.") == "take <mug> 1 from <desk> 2"
+
+
+def test_rules_won_episode_off_the_plan_has_no_deviation_step():
+    t = traj([step(0, "go to desk 1"), step(1, "take mug 1 from desk 1", reward=10.0)], won=True,
+             plan=["go to shelf 1", "take mug 1 from shelf 1"])
+    assert step_findings(t) == [] and rules_analysis(t).step_skills == {}
+
+
+def test_rules_format_advice_is_given_once_per_episode():
+    t = traj([step(i, f"junk {i}", valid=False, error="missing <action>…</action>", nxt="You see x.") for i in range(4)])
+    assert [(f.step, f.kind) for f in step_findings(t)] == [(0, "invalid")]
+    a = rules_analysis(t)
+    assert list(a.step_skills) == [0] and "4 unreadable response(s)" in a.episode_summary
+    assert "4 response(s) broke the action format" in a.episode_skill
+
+
+def _adm(actions, *rest):
+    return {"admissible_actions": list(actions), **dict(rest)}
+
+
+def test_rules_lost_episode_lists_what_was_visited_missed_repeated_and_where_it_looped():
+    adm = ["go to desk 1", "go to shelf 1", "go to drawer 1", "look", "take mug 1 from desk 1"]
+    s = [step(0, "go to desk 1", obs="room", nxt="On the desk 1, you see a pen 1, and a mug 1."),
+         step(1, "take pen 1 from desk 1", obs="On the desk 1, you see a pen 1, and a mug 1.", nxt="You take pen 1."),
+         step(2, "go to moon 1", obs="You take pen 1.", nxt="Nothing happens."),
+         step(3, "look", obs="You take pen 1.", nxt="You are at desk 1."),
+         step(4, "look", obs="You take pen 1.", nxt="You are at desk 1."),        # loop began at step 3
+         step(5, "go to moon 1", obs="You are at desk 1.", nxt="Nothing happens.")]  # repeated failure
+    for x in s:
+        x.info = _adm(adm)
+    t = traj(s)
+    cov = coverage(t)
+    assert cov["visited"] == ["desk 1"] and cov["not_visited"] == ["shelf 1", "drawer 1"]
+    assert cov["taken"] == ["pen 1"] and cov["not_taken"] == ["mug 1"]
+    assert cov["untried"] == ["go to shelf 1", "go to drawer 1", "take mug 1 from desk 1"]
+    assert loop_start(t) == (3, 4)
+    a = rules_analysis(t)
+    skill = a.episode_skill
+    assert "Visited: desk 1; never visited: shelf 1, drawer 1." in skill
+    assert "Objects taken: pen 1; seen but never taken: mug 1." in skill
+    assert "Admissible actions never tried: go to shelf 1, go to drawer 1, take mug 1 from desk 1." in skill
+    assert "Failed again and again: 'go to moon 1'." in skill
+    assert "The agent began to loop at step 3 (step 4 repeated it in the same situation)." in skill
+    # critical steps: only where something went wrong (no effect, loop, repeated failure), not steps 0, 1, 3
+    assert set(a.step_skills) == {2, 4, 5}
+
+
+def test_oracle_reads_the_experts_action_from_each_state_and_is_labelled_an_ablation():
+    s = [step(0, "go to desk 1"), step(1, "go to shelf 1"), step(2, "look")]
+    s[0].expert_action, s[1].expert_action, s[2].expert_action = "go to desk 1", "take mug 1 from desk 1", "Look"
+    t = traj(s, plan=["go to desk 1", "take mug 1 from desk 1", "go to shelf 1"])
+    a = oracle_analysis(t, 5)
+    assert a.step_skills == {1: "Do 'take mug 1 from desk 1' now: it is the expert's next action from this exact "
+                                "situation."}   # steps 0 and 2 agree with the expert (case-insensitively)
+    assert "ablation" in a.episode_summary and "not the paper's method" in a.episode_summary
+    assert "go to desk 1 -> take mug 1 from desk 1 -> go to shelf 1" in a.episode_skill
+    assert oracle_analysis(t, 0).step_skills == {}
+    # only the start-state plan: the first step off the plan, nothing after it (the plan no longer applies)
+    bare = traj([step(0, "go to desk 1"), step(1, "go to shelf 1"), step(2, "look")],
+                plan=["go to desk 1", "take mug 1 from desk 1"])
+    assert list(oracle_analysis(bare).step_skills) == [1]
+    with pytest.raises(ValueError, match="no expert information"):
+        oracle_analysis(traj([step(0)]))
+
+
+def test_oracle_analyzer_backend_needs_the_expert_and_counts_missing_ones(tmp_path):
+    settings = AnalyzerSettings(kind="oracle")
+    assert settings.backend == "oracle" and settings.needs_expert and not AnalyzerSettings().needs_expert
+    with_expert = traj([step(0, "go to desk 1")], tid="a")
+    with_expert.steps[0].expert_action = "go to shelf 1"
+    an = Analyzer(settings, cache_dir=tmp_path)
+    ok, missing = an.analyze([with_expert, traj([step(0)], tid="b")])
+    assert ok.analysis == oracle_analysis(with_expert) and list(ok.analysis.step_skills) == [0]
+    assert missing.analysis is None and "no expert information" in missing.error
+    assert an.last.failures == 1 and an.last.calls == 0
 
 
 # ---------------------------------------------------------------- settings

@@ -7,6 +7,9 @@ never raising for a trajectory whose analysis fails (its ``analysis`` is None an
 Backends (``AnalyzerSettings.kind``):
 
 * ``hindsight-rules``: :func:`~learners.skills.analyzer.rules.rules_analysis`, no model;
+* ``oracle``: :func:`~learners.skills.analyzer.oracle.oracle_analysis`, no model; reads
+  the environment expert's actions (an ABLATION, not the paper's method; it needs the
+  rollout to record ``Step.expert_action``: :attr:`AnalyzerSettings.needs_expert`);
 * ``openai`` (or ``openai:<model>``): any OpenAI-compatible endpoint through
   :class:`agents.openai_client.ChatClient`, at most ``concurrency`` requests at once;
 * ``hf:<model>`` / ``vllm:<model>``: a local model through the project's agent
@@ -35,11 +38,15 @@ from typing import Any, Callable, Protocol, Sequence
 
 from learners.skills.analyzer.parse import Analysis, AnalysisParseError, parse_analysis
 from learners.skills.analyzer.prompt import PROMPT_VERSION, build_analysis_messages
+from learners.skills.analyzer.oracle import oracle_analysis
 from learners.skills.analyzer.rules import rules_analysis
 from opid_gym.agent import derive_seed
 from opid_gym.types import Message, Trajectory
 
 RULES = "hindsight-rules"
+ORACLE = "oracle"
+OFFLINE = (RULES, ORACLE)
+"""Analyzers that need no model: they run in-process, deterministically."""
 LOCAL_PREFIXES = ("hf", "vllm")
 
 
@@ -77,18 +84,25 @@ class AnalyzerSettings:
 
     @property
     def backend(self) -> str:
-        """``rules``, ``openai``, ``local`` or ``policy``."""
+        """``rules``, ``oracle``, ``openai``, ``local`` or ``policy``."""
         prefix = self.kind.partition(":")[0]
         if self.kind == RULES:
             return "rules"
+        if self.kind == ORACLE:
+            return "oracle"
         if prefix == "openai":
             return "openai"
         if prefix in LOCAL_PREFIXES and self.kind.partition(":")[2]:
             return "local"
         if self.kind == "policy":
             return "policy"
-        raise AnalyzerConfigError(f"unknown analyzer {self.kind!r}; use hindsight-rules, openai (with "
-                                  "analyzer_model), openai:<model>, hf:<model>, vllm:<model> or policy")
+        raise AnalyzerConfigError(f"unknown analyzer {self.kind!r}; use hindsight-rules, oracle (ablation), openai "
+                                  "(with analyzer_model), openai:<model>, hf:<model>, vllm:<model> or policy")
+
+    @property
+    def needs_expert(self) -> bool:
+        """Whether the analyses read the environment expert's per-step actions (``oracle``)."""
+        return self.backend == "oracle"
 
     @property
     def openai_model(self) -> str:
@@ -277,7 +291,8 @@ def fingerprint(traj: Trajectory, signature: str) -> str:
                  json.dumps(traj.expert_plan)):
         h.update(part.encode("utf-8", "replace") + b"\x1f")
     for s in traj.steps:
-        for part in (s.observation, s.response, s.action, str(s.valid), repr(float(s.reward)), s.next_observation):
+        for part in (s.observation, s.response, s.action, str(s.valid), repr(float(s.reward)), s.next_observation,
+                     str(s.expert_action)):
             h.update(part.encode("utf-8", "replace") + b"\x1f")
     return h.hexdigest()
 
@@ -353,6 +368,13 @@ class Analyzer:
         if s.backend == "rules":
             for i in todo:
                 results[i] = AnalysisResult(trajectories[i].traj_id, rules_analysis(trajectories[i], s.max_step_skills))
+        elif s.backend == "oracle":
+            for i in todo:
+                try:
+                    results[i] = AnalysisResult(trajectories[i].traj_id,
+                                                oracle_analysis(trajectories[i], s.max_step_skills))
+                except ValueError as exc:
+                    results[i] = AnalysisResult(trajectories[i].traj_id, None, str(exc))
         elif todo:
             self._ask(trajectories, todo, results, stats, generate)
         new = [(trajectories[i].traj_id, fps[i], r.analysis, {"attempts": r.attempts})
