@@ -69,9 +69,9 @@ BENCHMARKS: list[Benchmark] = [
         Benchmark(f"searchqa-{d}", f"opid/searchqa-{d}", description=f"Search QA: {d}", **_SEARCH)
         for d in SEARCHQA_DATASETS
     ],
-    Benchmark("keypad", "opid/keypad-eval", "opid/keypad-train", max_steps=2, history_length=1,
+    Benchmark("keypad", "opid/keypad-eval", "opid/keypad-train", max_steps=1, history_length=0,
               max_new_tokens=8, max_prompt_tokens=256, invalid_penalty=0.1,
-              description="toy keypad game (environments/toy): 120 tasks, 2 steps; a fixed string wins 1/4 "
+              description="toy keypad game (environments/toy): 120 tasks, 1 step; a fixed string wins 1/4 "
                           "(learning benchmark, benchmarks/learning.py)"),
 ]
 

@@ -75,7 +75,7 @@ class KeypadEnv(TextEnv):
     prompt = KEYPAD_PROMPT
     metric_keys = ("score",)
 
-    def __init__(self, split: str = "train", *, max_steps: int = 2, render_mode: str | None = None) -> None:
+    def __init__(self, split: str = "train", *, max_steps: int = 4, render_mode: str | None = None) -> None:
         if split not in SPLITS:
             raise ValueError(f"unknown keypad split {split!r}; known: {sorted(SPLITS)}")
         super().__init__(max_steps=max_steps, render_mode=render_mode)

@@ -1,23 +1,26 @@
 """``hindsight-rules``: an analyzer that needs no model.
 
-It derives the analysis from the trajectory itself, deterministically, in hindsight.
+It derives the analysis from the trajectory itself, deterministically, in hindsight: the
+actions, the observations, the admissible actions the environment listed and the
+outcome. It never reads the environment's expert (``Trajectory.expert_plan``,
+``Step.expert_action``); that is the ``oracle`` ablation (:mod:`.oracle`).
 
 Step findings (at most one per step, its most severe), all of them things that went
 wrong:
 
 * an action that had already failed earlier in the episode (repeated failure);
 * an action the environment answered with "Nothing happens." (no effect);
-* in a lost episode, the first step where the trajectory left the expert plan, when
-  the environment has one (``Trajectory.expert_plan``, e.g. ALFWorld's walkthrough);
 * the same action again in the same situation (same observation): a loop;
-* a response that broke the action format: only the episode's FIRST unreadable
+* a response that broke the action format AND so had no effect (the environment
+  answered "Nothing happens." to the parser's fallback); only the episode's first such
   response (the format advice is given once, not on every step of an episode whose
-  responses are all unreadable), unless it is also a repeated failure.
+  responses are all unreadable), unless it is also a repeated failure. An unreadable
+  response that still acted (an environment that executes the fallback text) is judged
+  by what it did, not by its format.
 
 Critical steps: the steps with a finding, the most severe first (repeated failure,
-then no effect and the plan deviation, then loops and the format), ties by step index,
-at most K; each gets one imperative sentence. A won episode's steps that merely
-differ from the expert plan are not critical; a step without a finding never is.
+then no effect, then loops and the format), ties by step index, at most K; each gets
+one imperative sentence. A step without a finding never is.
 
 Episode skill:
 
@@ -28,9 +31,9 @@ Episode skill:
 * **lost**: the core mistake (the most frequent kind of finding), then what the
   episode covered and missed: the places visited and not visited (``go to X`` among
   the admissible actions seen), the objects taken and the ones seen but never taken,
-  the admissible actions never tried (when there are at most 12), the actions that
-  failed repeatedly, the step where the agent began to loop; and the expert plan when
-  the environment has one.
+  the admissible actions never tried (when there are at most 12), what was tried and
+  what the environment answered, the actions that failed repeatedly, the step where
+  the agent began to loop.
 
 Used by tests, CPU runs and as a cheap baseline analyzer.
 """
@@ -46,7 +49,7 @@ from opid_gym.types import Step, Trajectory
 NO_EFFECT = "nothing happens"
 MAX_WORKFLOW = 12
 MAX_LISTED = 12
-SEVERITY = {"repeated_failure": 3, "no_effect": 2, "deviation": 2, "loop": 1, "invalid": 1}
+SEVERITY = {"repeated_failure": 3, "no_effect": 2, "loop": 1, "invalid": 1}
 _GO = re.compile(r"^go to (.+)$")
 _TAKE = re.compile(r"^(?:take|pick up) (.+?)(?: from .+)?$")
 _SEEN = re.compile(r"\b(?:a|an) ([a-z]+(?: [a-z]+)? \d+)\b")
@@ -58,7 +61,7 @@ class Finding:
     """One hindsight fact about one step."""
 
     step: int
-    kind: str  # repeated_failure | invalid | no_effect | deviation | loop
+    kind: str  # repeated_failure | invalid | no_effect | loop
     advice: str
 
 
@@ -85,10 +88,7 @@ def _listing(items: list[str]) -> str:
 
 def step_findings(traj: Trajectory) -> list[Finding]:
     """Every finding of the trajectory, at most one per step (its most severe)."""
-    plan = traj.expert_plan or []
-    deviation = None if traj.won else next(
-        (i for i, s in enumerate(traj.steps) if i < len(plan) and _norm(s.action) != _norm(plan[i])), None)
-    first_invalid = next((s.index for s in traj.steps if not s.valid), None)
+    first_invalid = next((s.index for s in traj.steps if not s.valid and _no_effect(s)), None)
     out: list[Finding] = []
     for t, step in enumerate(traj.steps):
         act = _norm(step.action)
@@ -101,7 +101,7 @@ def step_findings(traj: Trajectory) -> list[Finding]:
             found.append(Finding(t, "repeated_failure",
                                  f"Do not try {_q(step.action)} again: it already failed at step {failed_before}; "
                                  "choose a different action."))
-        if not step.valid and step.index == first_invalid:
+        if step.index == first_invalid:
             reason = f" ({step.parse_error})" if step.parse_error else ""
             found.append(Finding(t, "invalid", "Follow the response format exactly: the response at this step "
                                                f"could not be read as an action{reason}."))
@@ -109,10 +109,6 @@ def step_findings(traj: Trajectory) -> list[Finding]:
             found.append(Finding(t, "no_effect",
                                  f"Do not use {_q(step.action)} here: the environment answered \"Nothing happens.\"; "
                                  "pick an admissible action that changes the situation."))
-        if t == deviation:
-            found.append(Finding(t, "deviation",
-                                 f"Do {_q(plan[t])} here instead of {_q(step.action)}: it is the next move of an "
-                                 "efficient plan for this task."))
         if looped is not None and failed_before is None:
             found.append(Finding(t, "loop", f"Stop repeating {_q(step.action)} (already done at step {looped} in the "
                                             "same situation); move on to the next part of the task."))
@@ -223,7 +219,6 @@ def rules_analysis(traj: Trajectory, max_step_skills: int = 5) -> Analysis:
     summary = (f"{'Succeeded' if traj.won else 'Failed'} after {n} step(s): {invalid} unreadable "
                f"response(s), {counts['no_effect']} action(s) with no effect, "
                f"{counts['repeated_failure'] + counts['loop']} repeated action(s).")
-    plan = traj.expert_plan or []
     if traj.won:
         flow = _workflow(traj)
         shown = " -> ".join(_shorten(flow)) or "(no effective action recorded)"
@@ -238,12 +233,9 @@ def rules_analysis(traj: Trajectory, max_step_skills: int = 5) -> Analysis:
                                 "again",
             "loop": f"{counts['loop']} time(s) the same action was repeated in the same situation",
         }
-        deviation = next((f for f in findings if f.kind == "deviation"), None)
         worst = max((k for k in mistakes if counts[k]), key=lambda k: (counts[k], SEVERITY[k]), default=None)
         if worst is not None:
             core = mistakes[worst]
-        elif deviation is not None:
-            core = f"the episode left the efficient plan at step {deviation.step}"
         elif invalid:
             core = f"{invalid} response(s) broke the action format"
         else:
@@ -251,8 +243,5 @@ def rules_analysis(traj: Trajectory, max_step_skills: int = 5) -> Analysis:
                     else "the episode ended before the task was completed")
         skill = " ".join([f"This {_kind(traj)} failed: {core}.", *_lost_details(traj, findings),
                           "Next time, try what was not tried instead of repeating what failed."])
-        if plan:
-            shown_plan = plan if len(plan) <= MAX_WORKFLOW else plan[:MAX_WORKFLOW] + ["…"]
-            skill += f" An efficient plan for this task: {' -> '.join(shown_plan)}."
     steps = {f.step: f.advice for f in critical_findings(traj, max_step_skills)}
     return Analysis(summary, clip_text(skill), steps)
