@@ -10,8 +10,10 @@ Each training step, after the rollout and before any update:
    prompts are scored and both advantages added. ``episode_only``: the episode skill
    at every step. A route's weight λ scales its term; a zero weight skips its scoring.
 3. **Injection** (:mod:`learners.skills.inject`). h̃_t = the exact prompt the policy
-   saw plus one section: the episode skill after the task line, a step skill before
-   the final instruction to act; same chat template, left-truncated to the limit.
+   saw plus one headed block (heading, a one-line instruction, the skill; blank lines
+   around it): the episode skill after the task line (after the observation's task
+   line where the observation restates the task, as at ALFWorld's first step), a step
+   skill before the final instruction to act; same chat template, left-truncated.
 4. **Teacher re-scoring.** π_old scores the SAME sampled response tokens under h̃_t
    (no gradient, batched): ℓ_skill. ℓ_old is the same scorer under h_t (the loop's
    ``old_logp`` when it was recomputed, else scored here).
@@ -62,7 +64,8 @@ class OPIDConfig(LearnerConfig):
     """OPID's settings: GRPO's (:class:`LearnerConfig`, γ = 0.95 for the analyzer's G_t) plus:
 
     Attributes:
-        analyzer: ``hindsight-rules`` (no model, deterministic), ``openai`` (with
+        analyzer: ``hindsight-rules`` (no model, deterministic), ``oracle`` (an ablation, not
+            the paper's method: step skills from the environment expert's actions), ``openai`` (with
             ``analyzer_model``) or ``openai:<model>``, ``hf:<model>``, ``vllm:<model>``,
             or ``policy`` (the policy being trained writes the analyses).
         analyzer_model: the model name sent to an OpenAI-compatible endpoint.
@@ -72,10 +75,13 @@ class OPIDConfig(LearnerConfig):
             never part of the config.
         analyzer_concurrency: requests in flight at once. analyzer_timeout: seconds per
             request. analyzer_http_retries: the client's retries of transport errors.
-        analyzer_retries: re-asks, with a stricter instruction, after an unparsable answer.
-        analyzer_temperature / analyzer_max_new_tokens: the analyzer's sampling.
+        analyzer_retries: re-asks, with a stricter instruction, after an unparsable answer
+            (1: two attempts, as the reference).
+        analyzer_temperature / analyzer_max_new_tokens: the analyzer's sampling (None: the
+            endpoint's default temperature, as the reference; 4096 new tokens).
         analyzer_max_prompt_tokens: left-truncation of local analyzers' prompts.
-        analyzer_max_field_chars: observations/responses longer than this are shortened.
+        analyzer_max_field_chars: observations/responses longer than this are shortened
+            (None, the default: shown whole, as the reference).
         analyzer_device: device of an ``hf:`` analyzer.
         max_step_skills: K (5 ALFWorld/WebShop, 2 search QA).
         route: ``critical_first`` | ``additive`` | ``episode_only`` (module docstring).
@@ -98,10 +104,10 @@ class OPIDConfig(LearnerConfig):
     analyzer_timeout: float = AnalyzerSettings.timeout
     analyzer_http_retries: int = AnalyzerSettings.http_retries
     analyzer_retries: int = AnalyzerSettings.retries
-    analyzer_temperature: float = AnalyzerSettings.temperature
+    analyzer_temperature: float | None = AnalyzerSettings.temperature
     analyzer_max_new_tokens: int = AnalyzerSettings.max_new_tokens
     analyzer_max_prompt_tokens: int | None = AnalyzerSettings.max_prompt_tokens
-    analyzer_max_field_chars: int = AnalyzerSettings.max_field_chars
+    analyzer_max_field_chars: int | None = AnalyzerSettings.max_field_chars
     analyzer_device: str = AnalyzerSettings.device
     max_step_skills: int = AnalyzerSettings.max_step_skills
     route: Route = "critical_first"
@@ -123,9 +129,11 @@ class OPIDConfig(LearnerConfig):
             (self.analyzer_concurrency >= 1, "analyzer_concurrency must be >= 1"),
             (self.analyzer_timeout > 0, "analyzer_timeout must be > 0"),
             (self.analyzer_retries >= 0 and self.analyzer_http_retries >= 0, "analyzer retries must be >= 0"),
-            (self.analyzer_temperature >= 0, "analyzer_temperature must be >= 0"),
+            (self.analyzer_temperature is None or self.analyzer_temperature >= 0,
+             "analyzer_temperature must be >= 0 (or null: the endpoint's default)"),
             (self.analyzer_max_new_tokens >= 1, "analyzer_max_new_tokens must be >= 1"),
-            (self.analyzer_max_field_chars >= 20, "analyzer_max_field_chars must be >= 20"),
+            (self.analyzer_max_field_chars is None or self.analyzer_max_field_chars >= 20,
+             "analyzer_max_field_chars must be >= 20 (or null: unclipped)"),
             (math.isfinite(self.episode_skill_weight) and math.isfinite(self.step_skill_weight),
              "skill weights must be finite numbers"),
             (self.clip_teacher_adv is None or self.clip_teacher_adv > 0, "clip_teacher_adv must be > 0 or null"),
@@ -175,14 +183,20 @@ def route_step(step: int, analysis: Analysis | None, route: Route, episode_weigh
     episode_only                  [episode]            [episode]
     ============================  ===================  =====================
 
-    A failed analysis (None) routes nowhere: the step gets no skill signal.
+    As the reference's ``select_skill_teacher_sources`` (``step_priority`` / ``additive``):
+    a step skill counts only when its weight is non-zero and its text is not blank;
+    otherwise a critical step is routed like any other step (critical_first with
+    λ_step = 0 scores the episode skill at critical steps too). A route whose own
+    weight is 0 is still listed (the caller skips scoring it). A failed analysis (None)
+    routes nowhere: the step gets no skill signal.
     """
     if analysis is None:
         return []
     episode = RoutedSkill("episode", analysis.episode_skill, episode_weight)
-    if route == "episode_only" or step not in analysis.step_skills:
+    text = analysis.step_skills.get(step, "")
+    if route == "episode_only" or step_weight == 0 or not text.strip():
         return [episode]
-    skill = RoutedSkill("step", analysis.step_skills[step], step_weight)
+    skill = RoutedSkill("step", text, step_weight)
     return [skill, episode] if route == "additive" else [skill]
 
 
@@ -230,6 +244,11 @@ class OPID(GRPO):
         base = super().default_config(benchmark, family)
         return dataclasses.replace(base, max_step_skills=FAMILY_MAX_STEP_SKILLS.get(family, 5))
 
+    @property
+    def needs_expert(self) -> bool:
+        """True with the ``oracle`` analyzer (an ablation): rollouts record the env expert's actions."""
+        return self.analyzer.settings.needs_expert
+
     # ---------------------------------------------------------------- prepare
     def prepare(self, batch: StepBatch, ctx: StepContext) -> None:
         cfg: OPIDConfig = self.config  # type: ignore[assignment]
@@ -255,7 +274,8 @@ class OPID(GRPO):
             prompt_ids: list[list[int]] = []
             for i in rows:
                 r = routes[i][k]
-                messages, anchored = inject_skill(batch.messages[i], self.run.template, batch.task[i], r.kind, r.skill)
+                messages, anchored = inject_skill(batch.messages[i], self.run.template, batch.task[i], r.kind,
+                                                  r.skill, batch.observation[i])
                 ids, truncated = self._encode(ctx, messages)
                 prompt_ids.append(ids)
                 truncations += truncated

@@ -14,6 +14,7 @@ from opid_gym.benchmark import Benchmark
 ALFWORLD = "environments.alfworld.env:ALFWorldEnv"
 WEBSHOP = "environments.webshop.env:WebShopEnv"
 SEARCHQA = "environments.searchqa.env:SearchQAEnv"
+KEYPAD = "environments.toy.env:KeypadEnv"
 
 SEARCHQA_DATASETS = ("nq", "triviaqa", "popqa", "hotpotqa", "2wiki", "musique", "bamboogle")
 
@@ -31,6 +32,8 @@ ENVS: list[tuple[str, str, dict, str]] = [
         (f"searchqa-{d}", SEARCHQA, {"dataset": d}, f"Search QA evaluation, {d}")
         for d in SEARCHQA_DATASETS
     ],
+    ("keypad-train", KEYPAD, {"split": "train"}, "toy keypad game, 96 training tasks (learning benchmark)"),
+    ("keypad-eval", KEYPAD, {"split": "eval"}, "toy keypad game, 120 evaluation tasks (learning benchmark)"),
 ]
 
 # ------------------------------------------------------------------- benchmarks
@@ -66,6 +69,10 @@ BENCHMARKS: list[Benchmark] = [
         Benchmark(f"searchqa-{d}", f"opid/searchqa-{d}", description=f"Search QA: {d}", **_SEARCH)
         for d in SEARCHQA_DATASETS
     ],
+    Benchmark("keypad", "opid/keypad-eval", "opid/keypad-train", max_steps=1, history_length=0,
+              max_new_tokens=8, max_prompt_tokens=256, invalid_penalty=0.1,
+              description="toy keypad game (environments/toy): 120 tasks, 1 step; a fixed string wins 1/4 "
+                          "(learning benchmark, benchmarks/learning.py)"),
 ]
 
 # Resolves a benchmark's protocol (id, content hash) for result records; see

@@ -437,6 +437,12 @@ class Learner:
         return self.config.kl_coef > 0
 
     @property
+    def needs_expert(self) -> bool:
+        """Whether training rollouts record the environment expert's action at every step
+        (``Step.expert_action``; environments without an expert record None). Default: no."""
+        return False
+
+    @property
     def needs_entropy(self) -> bool:
         """Whether the loss reads ``entropy`` (entropies are computed only then)."""
         return self.config.entropy_coef > 0

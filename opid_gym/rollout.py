@@ -186,7 +186,7 @@ def run_episodes(
                 response=reply.text, action=p.action, valid=p.valid, next_observation=ans.observation,
                 reward=ans.reward, terminated=ans.terminated, truncated=ans.truncated, info=info,
                 prompt_token_ids=reply.prompt_token_ids, response_token_ids=reply.token_ids,
-                response_logprobs=reply.logprobs, parse_error=p.error,
+                response_logprobs=reply.logprobs, parse_error=p.error, expert_action=req.expert_action,
             ))
             run.history.append((run.observation, p.action))
             run.observation = ans.observation

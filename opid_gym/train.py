@@ -155,13 +155,18 @@ def make_rollout_engine(cfg: RunConfig, policy: TrainablePolicy) -> tuple[Any, A
     return engine, engine
 
 
-def make_env_pool(cfg: RunConfig, env_id: str, env_kwargs: dict[str, Any]) -> Any:
-    """The training environments' :class:`~opid_gym.workers.EnvPool`: local processes or Ray actors."""
+def make_env_pool(cfg: RunConfig, env_id: str, env_kwargs: dict[str, Any], *, with_expert: bool = False) -> Any:
+    """The training environments' :class:`~opid_gym.workers.EnvPool`: local processes or Ray actors.
+
+    ``with_expert``: every step's info carries the env's ``expert_action()`` (a learner's
+    ``needs_expert``), which the rollout records as ``Step.expert_action``.
+    """
     from opid_gym.workers import make_pool
 
     if cfg.env.pool == "ray":
-        return make_pool(env_id, env_kwargs, workers=cfg.env.workers, kind="ray", address=cfg.env.ray_address)
-    return make_pool(env_id, env_kwargs, workers=cfg.env.workers)
+        return make_pool(env_id, env_kwargs, workers=cfg.env.workers, kind="ray", address=cfg.env.ray_address,
+                         with_expert=with_expert)
+    return make_pool(env_id, env_kwargs, workers=cfg.env.workers, with_expert=with_expert)
 
 
 def run_benchmark(cfg: RunConfig) -> Benchmark:
@@ -662,7 +667,8 @@ class Run:
         self._clock = (time.perf_counter(), self.state.seconds)
         log = MetricsLog(self.paths, tensorboard=self.cfg.log.tensorboard,
                          purge_step=self.state.step + 1 if self.resume else None) if main else None
-        self.pool = make_env_pool(self.cfg, self.bench.train_env_id or "", self.train_kwargs)
+        self.pool = make_env_pool(self.cfg, self.bench.train_env_id or "", self.train_kwargs,
+                                  with_expert=self.learner.needs_expert)
         bar = self._bar() if main else None
         try:
             for step in range(self.state.step, self.cfg.steps):

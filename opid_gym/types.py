@@ -38,6 +38,9 @@ class Step:
         terminated: the task ended (solved, or the agent ended it, e.g. bought/answered).
         truncated: the step limit cut the episode off.
         info: the environment's info after the step (JSON-able subset).
+        expert_action: the environment expert's action for the state this step acted in,
+            recorded only when the rollout asked the environments for it (a scripted
+            expert agent, a learner whose ``needs_expert`` is True), else None.
         prompt_token_ids / response_token_ids / response_logprobs: set when a model
             produced the response; log-probs are the sampler's, one per response token.
     """
@@ -57,6 +60,7 @@ class Step:
     response_token_ids: list[int] | None = None
     response_logprobs: list[float] | None = None
     parse_error: str | None = None
+    expert_action: str | None = None
 
     @property
     def prompt_text(self) -> str:

@@ -14,8 +14,8 @@ import torch
 from learners.grpo import GRPO
 from learners.opid import OPID, OPIDConfig, RoutedSkill, route_step, skill_advantage
 from learners.skills.analyzer import Analysis, rules_analysis
-from learners.skills.inject import EPISODE_SECTION, STEP_SECTION, inject_skill, insert_episode_skill, \
-    insert_step_skill
+from learners.skills.inject import EPISODE_USE, STEP_USE, inject_skill, insert_episode_skill, insert_step_skill, \
+    skill_block
 from opid_gym.benchmark import Benchmark
 from opid_gym.cli import main
 from opid_gym.config import OptimConfig
@@ -61,29 +61,44 @@ def alfworld_traj(alfworld_data):
     return traj
 
 
+EP_BLOCK = f"**Episode lesson**\n{EPISODE_USE}:\n[{EP}]"
+STEP_BLOCK = f"**Advice for this step**\n{STEP_USE}:\n[{ADV}]"
+
+
+def test_skill_blocks_are_headed_with_a_use_line_and_the_skill_in_brackets():
+    # the reference's structure: "**heading**", "<how to use it>:", "[<skill>]"
+    assert skill_block("episode", f"  {EP}\n") == EP_BLOCK
+    assert skill_block("step", ADV) == STEP_BLOCK
+    for block in (EP_BLOCK, STEP_BLOCK):
+        head, use, body = block.split("\n")
+        assert head.startswith("**") and head.endswith("**") and use.endswith(":") and body.startswith("[")
+
+
 def test_injection_positions_on_real_alfworld_prompts(alfworld_traj):
     from environments.alfworld.prompt import ALFWORLD_PROMPT as T
 
     task = alfworld_traj.task
     assert task == "examine the alarmclock with the desklamp."
+    task_line = f"Your task is to: {task}"
     for step in alfworld_traj.steps:
         text = step.prompt_text
-        task_line = f"Your task is to: {task}"
-        if step.index == 0:  # the intro's task line, and the first observation repeats it
-            assert text.count(task_line) == 2
-        ep = insert_episode_skill(text, T, task, EP)
+        ep = insert_episode_skill(text, T, task, EP, step.observation)
         assert ep.anchored
-        # right after the FIRST task line (the one under the intro), as its own line
-        lesson = f"Lesson from a finished attempt at this task: {EP}"
-        expected = text.replace(task_line + "\n", f"{task_line}\n{lesson}\n", 1)
-        assert ep.text == expected
-        lines = ep.text.split("\n")
-        assert lines[:3] == [T.intro, task_line, f"Lesson from a finished attempt at this task: {EP}"]
+        if step.index == 0:
+            # the first observation restates the task: the block goes after THAT line (the reference's
+            # placement at ALFWorld's first step), framed by one blank line on each side
+            assert task_line in step.observation
+            at = text.rindex(task_line) + len(task_line)
+        else:  # later steps: after the task line under the intro
+            assert task_line not in step.observation
+            at = text.index(task_line) + len(task_line)
+        before, after = text[:at], text[at:]
+        assert ep.text == before + "\n\n" + EP_BLOCK + "\n\n" + after.lstrip("\n")
         st = insert_step_skill(text, T, ADV)
         assert st.anchored
-        assert st.text == text[: -len(T.instruction)] + f"Advice for this step: {ADV}\n" + T.instruction
-        assert st.text.split("\n")[-2:] == [f"Advice for this step: {ADV}", T.instruction]
-        assert st.text.replace(f"Advice for this step: {ADV}\n", "") == text  # nothing else changed
+        body = text[: -len(T.instruction)]
+        assert st.text == body.rstrip("\n") + "\n\n" + STEP_BLOCK + "\n\n" + T.instruction
+        assert st.text.split("\n")[-5:] == [*STEP_BLOCK.split("\n"), "", T.instruction]
 
 
 def test_rules_analyzer_on_a_real_alfworld_trajectory(alfworld_traj):
@@ -95,26 +110,31 @@ def test_rules_analyzer_on_a_real_alfworld_trajectory(alfworld_traj):
     assert a.step_skills[2].startswith("Do not try 'go to moon 1' again: it already failed at step 1")
     assert a.step_skills[3].startswith("Follow the response format exactly")
     assert a.episode_skill.startswith("This look task failed:")
-    assert "An efficient plan for this task: " + " -> ".join(alfworld_traj.expert_plan) in a.episode_skill
+    assert "Failed again and again: 'go to moon 1'." in a.episode_skill
+    assert "never visited: " in a.episode_skill            # the places ALFWorld listed that were not reached
+    assert " -> ".join(alfworld_traj.expert_plan) not in a.episode_skill  # hindsight only, no expert
 
 
 def test_injection_fallbacks_and_messages():
     from environments.alfworld.prompt import ALFWORLD_PROMPT as T
 
     bare = "Some rewritten prompt without anchors."
-    assert insert_step_skill(bare, T, ADV).text == bare + "\n" + STEP_SECTION.format(skill=ADV)
+    assert insert_step_skill(bare, T, ADV).text == bare + "\n\n" + STEP_BLOCK
     assert not insert_step_skill(bare, T, ADV).anchored
     no_task = "Intro.\nAt step 1, you observe: x\n" + T.instruction
     got = insert_episode_skill(no_task, T, "do y.", EP)   # no task line: before the instruction
     assert not got.anchored
-    assert got.text == "Intro.\nAt step 1, you observe: x\n" + EPISODE_SECTION.format(skill=EP) + "\n" + T.instruction
+    assert got.text == "Intro.\nAt step 1, you observe: x\n\n" + EP_BLOCK + "\n\n" + T.instruction
     msgs = [{"role": "system", "content": "sys"}, {"role": "user", "content": "old turn"},
             {"role": "assistant", "content": "a"},
             {"role": "user", "content": "Your task is to: do y.\n" + T.instruction}]
     out, anchored = inject_skill(msgs, T, "do y.", "episode", EP)
     assert anchored and out[:3] == msgs[:3] and msgs[3]["content"].startswith("Your task")  # input untouched
-    assert out[3]["content"] == f"Your task is to: do y.\nLesson from a finished attempt at this task: {EP}\n" \
-        + T.instruction
+    assert out[3]["content"] == f"Your task is to: do y.\n\n{EP_BLOCK}\n\n" + T.instruction
+    # the task line ends the text: the block follows after one blank line
+    assert insert_episode_skill("Your task is to: do y.", T, "do y.", EP).text == f"Your task is to: do y.\n\n{EP_BLOCK}"
+    out, anchored = inject_skill([{"role": "assistant", "content": "a"}], T, "do y.", "step", ADV)
+    assert not anchored and out[-1] == {"role": "user", "content": STEP_BLOCK}
 
 
 # --------------------------------------------------------------- routing
@@ -136,7 +156,14 @@ def test_routing_table(route, step, expected):
 
 def test_routing_failed_analysis_and_zero_weights():
     assert route_step(1, None, "critical_first", 0.1, 0.2) == []
-    assert route_step(1, A, "critical_first", 0.1, 0.0) == [RoutedSkill("step", ADV, 0.0)]  # scored? no: weight 0
+    # the reference's step_priority: with a zero step weight a critical step falls back to the episode skill
+    assert route_step(1, A, "critical_first", 0.1, 0.0) == [RoutedSkill("episode", EP, 0.1)]
+    assert route_step(1, A, "additive", 0.1, 0.0) == [RoutedSkill("episode", EP, 0.1)]
+    blank = Analysis("s", EP, {1: "  "})                 # a blank step skill is no step skill
+    assert route_step(1, blank, "critical_first", 0.1, 0.2) == [RoutedSkill("episode", EP, 0.1)]
+    # a zero episode weight is listed (the caller skips scoring it); critical steps keep their step skill
+    assert route_step(0, A, "critical_first", 0.0, 0.2) == [RoutedSkill("episode", EP, 0.0)]
+    assert route_step(1, A, "critical_first", 0.0, 0.2) == [RoutedSkill("step", ADV, 0.2)]
     # the skill advantage of a zero weight is exactly zero
     t, o = torch.randn(2, 3), torch.randn(2, 3)
     assert torch.equal(skill_advantage(t, o, torch.ones(2, 3), torch.zeros(2)).abs(), torch.zeros(2, 3))
@@ -218,12 +245,13 @@ def test_skill_advantage_equals_separately_scored_difference(tiny_policy, toy_tr
         if t in analysis.step_skills:  # built here by plain string replacement, independently of inject.py
             weight, kinds = 0.5, kinds + ["step"]
             instruction = toyenv.TOY_PROMPT.instruction
-            skilled = content.replace(instruction, f"Advice for this step: {analysis.step_skills[t]}\n{instruction}")
+            block = f"**Advice for this step**\n{STEP_USE}:\n[{analysis.step_skills[t]}]"
+            skilled = content.replace("\n" + instruction, f"\n\n{block}\n\n{instruction}")
         else:
             weight, kinds = 1.0, kinds + ["episode"]
             line = f"Your task is to: {batch.task[i]}"
-            skilled = content.replace(line, f"{line}\nLesson from a finished attempt at this task: "
-                                            f"{analysis.episode_skill}", 1)
+            block = f"**Episode lesson**\n{EPISODE_USE}:\n[{analysis.episode_skill}]"
+            skilled = content.replace(line + "\n", f"{line}\n\n{block}\n\n", 1)
         assert skilled != content
         resp = batch.response_ids[i]
         expected = weight * (single_logp(tiny_policy, [{"role": "user", "content": skilled}], resp)
@@ -233,7 +261,9 @@ def test_skill_advantage_equals_separately_scored_difference(tiny_policy, toy_tr
         assert torch.all(adv[i, n:] == 0)
         assert not torch.allclose(adv[i, :n], torch.zeros(n), atol=1e-4)  # the skill changed something
         assert batch.annotations[i]["skill_route"] == kinds[-1]
-    assert set(kinds) == {"step", "episode"}
+    # the letters toy answers "Try again." (an effect), so hindsight-rules finds nothing wrong at most steps;
+    # step routes are covered by the routing-table and injection tests
+    assert "episode" in set(kinds)
     assert logs["opid/routed_step_frac"] == pytest.approx(kinds.count("step") / len(kinds))
     assert logs["opid/routed_episode_frac"] == pytest.approx(kinds.count("episode") / len(kinds))
     assert logs["opid/skill_adv_absmax"] == pytest.approx(float(adv.abs().max()))
@@ -451,7 +481,7 @@ def test_run_with_the_rules_analyzer(tmp_path, isolated):
     assert anns and all({"routed_skill", "skill_adv", "response_tokens"} <= set(a) for a in anns)
     # evaluation is the plain policy: no skill text in any evaluation prompt
     evals = (out / "eval" / "final" / "trajectories.jsonl").read_text()
-    assert evals and "Lesson from a finished attempt" not in evals and "Advice for this step" not in evals
+    assert evals and "**Episode lesson**" not in evals and "**Advice for this step**" not in evals
 
 
 def test_run_with_an_openai_analyzer_key_from_a_file_and_resume_reuses_analyses(tmp_path, isolated):

@@ -13,7 +13,8 @@ from learners.skills.analyzer import (
     Analysis, AnalysisParseError, Analyzer, AnalyzerConfigError, AnalyzerSettings, build_analysis_messages,
     parse_analysis, rules_analysis, step_findings,
 )
-from learners.skills.analyzer.rules import critical_findings
+from learners.skills.analyzer.oracle import oracle_analysis
+from learners.skills.analyzer.rules import coverage, critical_findings, generalise, loop_start
 from opid_gym.types import Step, Trajectory
 
 
@@ -130,9 +131,9 @@ def test_fuzz_decorated_answers_round_trip(skill, steps, n, k, fence, prose, int
 # ------------------------------------------------------------------- prompt
 def test_prompt_shows_task_outcome_steps_and_discounted_returns():
     t = traj([step(0, obs="You are in a room."), step(1), step(2, reward=10.0)], won=True)
-    system, user = build_analysis_messages(t, gamma=0.95, max_step_skills=4)
+    (user,) = build_analysis_messages(t, gamma=0.95, max_step_skills=4)  # one user message, no system prompt
     text = user["content"]
-    assert system["role"] == "system" and "JSON" in system["content"]
+    assert user["role"] == "user" and "JSON" in text
     assert "Task: put a mug in desk." in text and "Task type: pick" in text
     assert "Outcome: SUCCESS" in text and "SUCCEEDED" in text and "FAILED" not in text
     assert "Candidate step indices: 0, 1, 2" in text and "at most 4 step indices" in text
@@ -140,14 +141,23 @@ def test_prompt_shows_task_outcome_steps_and_discounted_returns():
             "Response: <think>t</think><action>go to desk 1</action>") in text
     # G_t = r_t + 0.95 G_{t+1}: 10, 9.5, 9.025
     assert "Return G_0: 9.025" in text and "Return G_1: 9.5" in text and "Return G_2: 10" in text
-    failed = build_analysis_messages(traj([step(0)]), retry_reason="no JSON object found")[1]["content"]
+    failed = build_analysis_messages(traj([step(0)]), retry_reason="no JSON object found",
+                                     previous_answer="x" * 2500 + "tail")[0]["content"]
     assert "Outcome: FAILURE: the step limit was reached after 1 step(s)." in failed and "FAILED" in failed
     assert "previous answer could not be used (no JSON object found)" in failed
+    # the end of the unusable answer comes back with the re-ask: its last 2000 characters
+    assert failed.endswith("The end of your previous answer:\n" + ("x" * 1996 + "tail"))
+
+
+def test_prompt_fields_are_unclipped_by_default():
+    long = "A" * 5000 + "B" * 5000
+    text = build_analysis_messages(traj([step(0, obs=long)]))[0]["content"]
+    assert f"Observation: {long}\n" in text
 
 
 def test_prompt_shortens_long_fields_in_the_middle():
     t = traj([step(0, obs="A" * 500 + "B" * 500)])
-    text = build_analysis_messages(t, max_field_chars=100)[1]["content"]
+    text = build_analysis_messages(t, max_field_chars=100)[0]["content"]
     assert "A" * 50 + " […900 characters left out…] " + "B" * 50 in text
 
 
@@ -171,39 +181,125 @@ def test_rules_flag_a_repeated_invalid_action():
 
 
 def test_rules_repeated_unreadable_response_is_a_repeated_failure():
-    t = traj([step(0, "xx", valid=False, error="missing <think>…</think>"),
-              step(1, "xx", valid=False, error="missing <think>…</think>")])
+    t = traj([step(0, "xx", valid=False, error="missing <think>…</think>", nxt="Nothing happens."),
+              step(1, "xx", valid=False, error="missing <think>…</think>", nxt="Nothing happens.")])
     kinds = {f.step: f.kind for f in step_findings(t)}
     assert kinds == {0: "invalid", 1: "repeated_failure"}
 
 
-def test_rules_plan_deviation_loops_and_the_k_limit():
+def test_rules_loops_the_k_limit_and_no_expert_plan():
     plan = ["go to fridge 1", "open fridge 1", "take mug 1 from fridge 1"]
     t = traj([
         step(0, "go to fridge 1", obs="room"),
-        step(1, "look", obs="at fridge"),                          # leaves the plan here
+        step(1, "look", obs="at fridge"),                          # leaves the plan here: not a finding
         step(2, "look", obs="at fridge"),                          # same action, same situation: loop
         step(3, "go to moon 1", obs="at fridge", nxt="Nothing happens."),
+        step(4, "go to shelf 1", obs="x", nxt="Nothing happens."),
     ], plan=plan)
     kinds = {f.step: f.kind for f in step_findings(t)}
-    assert kinds == {1: "deviation", 2: "loop", 3: "no_effect"}
-    assert "Do 'open fridge 1' here instead of 'look'" in rules_analysis(t).step_skills[1]
-    # K = 2 keeps the most severe findings (no effect, then the earlier severity-2 deviation), in step order
-    assert [f.step for f in critical_findings(t, 2)] == [1, 3]
-    assert list(rules_analysis(t, 2).step_skills) == [1, 3]
+    assert kinds == {2: "loop", 3: "no_effect", 4: "no_effect"}
+    # K = 2 keeps the most severe findings (the two with no effect), in step order
+    assert [f.step for f in critical_findings(t, 2)] == [3, 4]
+    assert list(rules_analysis(t, 2).step_skills) == [3, 4]
     assert rules_analysis(t, 0).step_skills == {}
     a = rules_analysis(t)
-    assert "An efficient plan for this task: go to fridge 1 -> open fridge 1 -> take mug 1 from fridge 1." in \
-        a.episode_skill
+    # hindsight only: the environment's expert plan is never read (that is the oracle ablation)
+    assert "open fridge 1" not in a.episode_skill and all("open fridge" not in v for v in a.step_skills.values())
 
 
-def test_rules_success_gives_the_workflow():
+def test_rules_success_gives_the_workflow_and_its_generalisation():
     t = traj([step(0, "go to fridge 1"), step(1, "go to moon", nxt="Nothing happens."), step(2, "open fridge 1"),
-              step(3, "take mug 1 from fridge 1", reward=10.0)], won=True)
+              step(3, "take mug 1 from fridge 1", reward=10.0)], won=True, task="put a mug in fridge.")
     a = rules_analysis(t)
-    assert a.episode_skill.startswith("This pick task was solved in 4 step(s). Workflow that worked: "
-                                      "go to fridge 1 -> open fridge 1 -> take mug 1 from fridge 1.")
+    assert a.episode_skill.startswith(
+        "This pick task was solved in 4 step(s) with: go to fridge 1 -> open fridge 1 -> take mug 1 from fridge 1. "
+        "In general: go to <fridge> 1 -> open <fridge> 1 -> take <mug> 1 from <fridge> 1 (<word> = what the task "
+        "names).")
     assert a.episode_summary.startswith("Succeeded after 4 step(s)")
+    assert set(a.step_skills) == {1}  # only the step that went wrong is critical
+    assert generalise("Take Mug 1 from  desk 2", "put a mug in desk.") == "take <mug> 1 from <desk> 2"
+
+
+def test_rules_won_episode_off_the_plan_has_no_critical_step():
+    t = traj([step(0, "go to desk 1"), step(1, "take mug 1 from desk 1", reward=10.0)], won=True,
+             plan=["go to shelf 1", "take mug 1 from shelf 1"])
+    assert step_findings(t) == [] and rules_analysis(t).step_skills == {}
+
+
+def test_rules_format_advice_is_given_once_and_only_where_it_cost_the_step():
+    t = traj([step(i, f"junk {i}", valid=False, error="missing <action>…</action>", nxt="Nothing happens.")
+              for i in range(4)])
+    assert [(f.step, f.kind) for f in step_findings(t)] == [(0, "invalid")]
+    a = rules_analysis(t)
+    assert list(a.step_skills) == [0] and "4 unreadable response(s)" in a.episode_summary
+    # an unreadable response that the environment still executed is judged by what it did
+    acted = traj([step(0, "pl", valid=False, error="missing <action>…</action>",
+                       nxt="The plate cupboard opens, but you need the lamp.")], task="get the lamp for the desk.")
+    b = rules_analysis(acted)
+    assert step_findings(acted) == [] and b.step_skills == {}
+    assert "1 response(s) broke the action format" in b.episode_skill
+    assert "Tried without success: 'pl' -> \"The plate cupboard opens, but you need the lamp.\"" in b.episode_skill
+
+
+def _adm(actions, *rest):
+    return {"admissible_actions": list(actions), **dict(rest)}
+
+
+def test_rules_lost_episode_lists_what_was_visited_missed_repeated_and_where_it_looped():
+    adm = ["go to desk 1", "go to shelf 1", "go to drawer 1", "look", "take mug 1 from desk 1"]
+    s = [step(0, "go to desk 1", obs="room", nxt="On the desk 1, you see a pen 1, and a mug 1."),
+         step(1, "take pen 1 from desk 1", obs="On the desk 1, you see a pen 1, and a mug 1.", nxt="You take pen 1."),
+         step(2, "go to moon 1", obs="You take pen 1.", nxt="Nothing happens."),
+         step(3, "look", obs="You take pen 1.", nxt="You are at desk 1."),
+         step(4, "look", obs="You take pen 1.", nxt="You are at desk 1."),        # loop began at step 3
+         step(5, "go to moon 1", obs="You are at desk 1.", nxt="Nothing happens.")]  # repeated failure
+    for x in s:
+        x.info = _adm(adm)
+    t = traj(s)
+    cov = coverage(t)
+    assert cov["visited"] == ["desk 1"] and cov["not_visited"] == ["shelf 1", "drawer 1"]
+    assert cov["taken"] == ["pen 1"] and cov["not_taken"] == ["mug 1"]
+    assert cov["untried"] == ["go to shelf 1", "go to drawer 1", "take mug 1 from desk 1"]
+    assert loop_start(t) == (3, 4)
+    a = rules_analysis(t)
+    skill = a.episode_skill
+    assert "Visited: desk 1; never visited: shelf 1, drawer 1." in skill
+    assert "Objects taken: pen 1; seen but never taken: mug 1." in skill
+    assert "Admissible actions never tried: go to shelf 1, go to drawer 1, take mug 1 from desk 1." in skill
+    assert "Failed again and again: 'go to moon 1'." in skill
+    assert "The agent began to loop at step 3 (step 4 repeated it in the same situation)." in skill
+    # critical steps: only where something went wrong (no effect, loop, repeated failure), not steps 0, 1, 3
+    assert set(a.step_skills) == {2, 4, 5}
+
+
+def test_oracle_reads_the_experts_action_from_each_state_and_is_labelled_an_ablation():
+    s = [step(0, "go to desk 1"), step(1, "go to shelf 1"), step(2, "look")]
+    s[0].expert_action, s[1].expert_action, s[2].expert_action = "go to desk 1", "take mug 1 from desk 1", "Look"
+    t = traj(s, plan=["go to desk 1", "take mug 1 from desk 1", "go to shelf 1"])
+    a = oracle_analysis(t, 5)
+    assert a.step_skills == {1: "Do 'take mug 1 from desk 1' now: it is the expert's next action from this exact "
+                                "situation."}   # steps 0 and 2 agree with the expert (case-insensitively)
+    assert "ablation" in a.episode_summary and "not the paper's method" in a.episode_summary
+    assert "go to desk 1 -> take mug 1 from desk 1 -> go to shelf 1" in a.episode_skill
+    assert oracle_analysis(t, 0).step_skills == {}
+    # only the start-state plan: the first step off the plan, nothing after it (the plan no longer applies)
+    bare = traj([step(0, "go to desk 1"), step(1, "go to shelf 1"), step(2, "look")],
+                plan=["go to desk 1", "take mug 1 from desk 1"])
+    assert list(oracle_analysis(bare).step_skills) == [1]
+    with pytest.raises(ValueError, match="no expert information"):
+        oracle_analysis(traj([step(0)]))
+
+
+def test_oracle_analyzer_backend_needs_the_expert_and_counts_missing_ones(tmp_path):
+    settings = AnalyzerSettings(kind="oracle")
+    assert settings.backend == "oracle" and settings.needs_expert and not AnalyzerSettings().needs_expert
+    with_expert = traj([step(0, "go to desk 1")], tid="a")
+    with_expert.steps[0].expert_action = "go to shelf 1"
+    an = Analyzer(settings, cache_dir=tmp_path)
+    ok, missing = an.analyze([with_expert, traj([step(0)], tid="b")])
+    assert ok.analysis == oracle_analysis(with_expert) and list(ok.analysis.step_skills) == [0]
+    assert missing.analysis is None and "no expert information" in missing.error
+    assert an.last.failures == 1 and an.last.calls == 0
 
 
 # ---------------------------------------------------------------- settings
@@ -245,8 +341,10 @@ def test_openai_analyzer_concurrency_usage_and_parsing():
     assert all(r.analysis is not None and r.error is None for r in results)
     assert server.max_in_flight == 2
     body = server.requests[0].body
-    assert body["model"] == "judge" and body["temperature"] == 0.0 and body["max_tokens"] == 1024
-    assert "Candidate step indices: 0, 1, 2" in body["messages"][1]["content"]
+    # the reference's call: one user message, no temperature field (the endpoint's default), 4096 tokens
+    assert body["model"] == "judge" and "temperature" not in body and body["max_tokens"] == 4096
+    assert [m["role"] for m in body["messages"]] == ["user"]
+    assert "Candidate step indices: 0, 1, 2" in body["messages"][0]["content"]
     s = an.last
     assert (s.trajectories, s.calls, s.failures, s.retries) == (4, 4, 0, 0)
     assert s.tokens_in > 0 and s.tokens_out > 0 and s.seconds > 0
@@ -256,11 +354,12 @@ def test_garbage_is_retried_with_a_stricter_instruction_then_counted():
     good = Reply(json.dumps({"episode_summary": "s", "episode_skill": "Do it.", "step_skills": {"1": "x"}}))
     with ChatServer(default=Reply("no idea")) as server:
         server.script(Reply("no idea"), good)           # trajectory 0: garbage, then a good answer
-        an = Analyzer(openai_settings(server, retries=1))
+        an = Analyzer(openai_settings(server))         # the default: 2 attempts, as the reference
         r = an.analyze(some_trajs(1))[0]
         assert r.analysis == Analysis("s", "Do it.", {1: "x"}) and r.attempts == 2
-        retry_prompt = server.requests[1].body["messages"][1]["content"]
+        retry_prompt = server.requests[1].body["messages"][0]["content"]
         assert "previous answer could not be used (no JSON object found in the answer)" in retry_prompt
+        assert retry_prompt.endswith("The end of your previous answer:\nno idea")
         server.reset()
         results = an.analyze(some_trajs(3))            # always garbage: 1 + retries attempts, then failure
     assert all(x.analysis is None and "unparsable" in x.error for x in results)
@@ -335,5 +434,6 @@ def test_policy_analyzer_uses_the_given_generate():
     assert an.analyze(some_trajs(1))[0].error.startswith("RuntimeError")   # no generate given: a counted failure
     results = an.analyze(some_trajs(3), generate=generate)
     assert all(r.analysis == Analysis("", "Be quick.", {0: "Go."}) for r in results)
-    assert seen["n"] == 3 and seen["params"].max_new_tokens == 77 and seen["params"].temperature == 0.0
+    # no temperature set: the API default, 1.0
+    assert seen["n"] == 3 and seen["params"].max_new_tokens == 77 and seen["params"].temperature == 1.0
     assert (an.last.tokens_in, an.last.tokens_out) == (6, 3)

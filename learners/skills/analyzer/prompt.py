@@ -8,6 +8,11 @@ workflow that worked, for a failure the core mistake and its warning signs.
 
 The task and the outcome are repeated after the steps so that a local model whose
 context left-truncates a long episode still knows what it is judging.
+
+As in the reference code (``jinyangwu/OPID``, ``opid/analysis.py``) the request is ONE
+user message (no system prompt) and fields are shown whole by default. A re-ask after
+an unparsable answer is the original prompt, then why the answer could not be used,
+the end of that answer (its last 2000 characters) and the exact JSON shape wanted.
 """
 
 from __future__ import annotations
@@ -15,13 +20,14 @@ from __future__ import annotations
 from opid_gym.learner import discounted_returns
 from opid_gym.types import Message, Trajectory
 
-PROMPT_VERSION = "opid-analyzer-v1"
+PROMPT_VERSION = "opid-analyzer-v2"
 """Changes whenever the wording changes (part of the analysis cache key)."""
 
-SYSTEM = (
+ROLE = (
     "You study finished episodes of an AI agent that acts in a text environment, and you turn each "
     "episode into short, reusable advice for the next attempt. You always answer with a single JSON object."
 )
+PREVIOUS_ANSWER_CHARS = 2000
 
 SUCCESS_ASK = (
     "the episode SUCCEEDED. State the workflow or decision rule that made it work, including the order "
@@ -37,11 +43,12 @@ STRICT_RETRY = (
     "nothing else - no code fences, no explanation - of this form: "
     '{{"episode_summary": "...", "episode_skill": "...", "step_skills": {{"<step index>": "..."}}}}'
 )
+PREVIOUS_ANSWER = "The end of your previous answer:\n{answer}"
 
 
-def _clip(text: str, limit: int) -> str:
+def _clip(text: str, limit: int | None) -> str:
     text = text.strip()
-    if len(text) <= limit:
+    if limit is None or len(text) <= limit:
         return text
     half = max(1, limit // 2)
     return f"{text[:half]} […{len(text) - 2 * half} characters left out…] {text[-half:]}"
@@ -57,8 +64,8 @@ def outcome_line(traj: Trajectory) -> str:
 
 
 def build_analysis_messages(
-    traj: Trajectory, *, gamma: float = 0.95, max_step_skills: int = 5, max_field_chars: int = 2000,
-    retry_reason: str | None = None,
+    traj: Trajectory, *, gamma: float = 0.95, max_step_skills: int = 5, max_field_chars: int | None = None,
+    retry_reason: str | None = None, previous_answer: str = "",
 ) -> list[Message]:
     """The chat messages asking for the analysis of ``traj``.
 
@@ -66,13 +73,18 @@ def build_analysis_messages(
         gamma: discount of the per-step returns shown (G_t = Σ_k γ^k r_{t+k}).
         max_step_skills: K, the most step skills asked for.
         max_field_chars: observations and responses longer than this are shortened in
-            the middle (the count of characters left out is shown).
+            the middle (the count of characters left out is shown); None: shown whole.
         retry_reason: set on a retry: why the previous answer was unusable; adds a
-            stricter instruction.
+            stricter instruction and the end of ``previous_answer``.
+
+    Returns:
+        One user message (no system message).
     """
     returns = discounted_returns([s.reward for s in traj.steps], gamma)
     n = traj.length
     lines = [
+        ROLE,
+        "",
         f"Task: {traj.task}",
     ]
     if traj.task_type:
@@ -106,4 +118,6 @@ def build_analysis_messages(
     ]
     if retry_reason is not None:
         lines += ["", STRICT_RETRY.format(reason=retry_reason)]
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
+        if previous_answer.strip():
+            lines += ["", PREVIOUS_ANSWER.format(answer=previous_answer[-PREVIOUS_ANSWER_CHARS:])]
+    return [{"role": "user", "content": "\n".join(lines)}]

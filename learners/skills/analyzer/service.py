@@ -7,6 +7,9 @@ never raising for a trajectory whose analysis fails (its ``analysis`` is None an
 Backends (``AnalyzerSettings.kind``):
 
 * ``hindsight-rules``: :func:`~learners.skills.analyzer.rules.rules_analysis`, no model;
+* ``oracle``: :func:`~learners.skills.analyzer.oracle.oracle_analysis`, no model; reads
+  the environment expert's actions (an ABLATION, not the paper's method; it needs the
+  rollout to record ``Step.expert_action``: :attr:`AnalyzerSettings.needs_expert`);
 * ``openai`` (or ``openai:<model>``): any OpenAI-compatible endpoint through
   :class:`agents.openai_client.ChatClient`, at most ``concurrency`` requests at once;
 * ``hf:<model>`` / ``vllm:<model>``: a local model through the project's agent
@@ -35,11 +38,15 @@ from typing import Any, Callable, Protocol, Sequence
 
 from learners.skills.analyzer.parse import Analysis, AnalysisParseError, parse_analysis
 from learners.skills.analyzer.prompt import PROMPT_VERSION, build_analysis_messages
+from learners.skills.analyzer.oracle import oracle_analysis
 from learners.skills.analyzer.rules import rules_analysis
 from opid_gym.agent import derive_seed
 from opid_gym.types import Message, Trajectory
 
 RULES = "hindsight-rules"
+ORACLE = "oracle"
+OFFLINE = (RULES, ORACLE)
+"""Analyzers that need no model: they run in-process, deterministically."""
 LOCAL_PREFIXES = ("hf", "vllm")
 
 
@@ -49,7 +56,13 @@ class AnalyzerConfigError(ValueError):
 
 @dataclass(frozen=True)
 class AnalyzerSettings:
-    """How to analyse trajectories (built from OPID's config; see there for each field)."""
+    """How to analyse trajectories (built from OPID's config; see there for each field).
+
+    The defaults follow the reference code's analyzer call (``jinyangwu/OPID``,
+    ``opid/analysis.py``): 2 attempts (``retries`` = 1 re-ask after an unparsable answer),
+    up to 4096 new tokens, the endpoint's default temperature (None: not sent; local
+    and policy analyzers then sample at 1.0, the OpenAI API's default), fields unclipped.
+    """
 
     kind: str = RULES
     model: str = ""
@@ -59,11 +72,11 @@ class AnalyzerSettings:
     concurrency: int = 8
     timeout: float = 120.0
     http_retries: int = 2
-    retries: int = 2
-    temperature: float = 0.0
-    max_new_tokens: int = 1024
+    retries: int = 1
+    temperature: float | None = None
+    max_new_tokens: int = 4096
     max_prompt_tokens: int | None = 8192
-    max_field_chars: int = 2000
+    max_field_chars: int | None = None
     device: str = "auto"
     max_step_skills: int = 5
     gamma: float = 0.95
@@ -71,18 +84,25 @@ class AnalyzerSettings:
 
     @property
     def backend(self) -> str:
-        """``rules``, ``openai``, ``local`` or ``policy``."""
+        """``rules``, ``oracle``, ``openai``, ``local`` or ``policy``."""
         prefix = self.kind.partition(":")[0]
         if self.kind == RULES:
             return "rules"
+        if self.kind == ORACLE:
+            return "oracle"
         if prefix == "openai":
             return "openai"
         if prefix in LOCAL_PREFIXES and self.kind.partition(":")[2]:
             return "local"
         if self.kind == "policy":
             return "policy"
-        raise AnalyzerConfigError(f"unknown analyzer {self.kind!r}; use hindsight-rules, openai (with "
-                                  "analyzer_model), openai:<model>, hf:<model>, vllm:<model> or policy")
+        raise AnalyzerConfigError(f"unknown analyzer {self.kind!r}; use hindsight-rules, oracle (ablation), openai "
+                                  "(with analyzer_model), openai:<model>, hf:<model>, vllm:<model> or policy")
+
+    @property
+    def needs_expert(self) -> bool:
+        """Whether the analyses read the environment expert's per-step actions (``oracle``)."""
+        return self.backend == "oracle"
 
     @property
     def openai_model(self) -> str:
@@ -160,6 +180,15 @@ class AnalyzerStats:
 
 
 # ------------------------------------------------------------------- backends
+API_DEFAULT_TEMPERATURE = 1.0
+"""The OpenAI API's default temperature: what local and policy analyzers sample at when
+``temperature`` is None (an OpenAI-compatible endpoint gets no temperature field)."""
+
+
+def default_temperature(s: AnalyzerSettings) -> float:
+    return API_DEFAULT_TEMPERATURE if s.temperature is None else s.temperature
+
+
 @dataclass
 class Completion:
     text: str
@@ -202,7 +231,7 @@ class AgentBackend:
     def __init__(self, s: AnalyzerSettings) -> None:
         from opid_gym.agent import make_agent
 
-        options: dict[str, Any] = {"temperature": s.temperature, "max_new_tokens": s.max_new_tokens,
+        options: dict[str, Any] = {"temperature": default_temperature(s), "max_new_tokens": s.max_new_tokens,
                                    "max_prompt_tokens": s.max_prompt_tokens}
         if s.kind.startswith("hf:"):
             options["device"] = s.device
@@ -234,7 +263,7 @@ class PolicyBackend:
             err = RuntimeError("analyzer=policy needs the loop's generate (StepContext.generate is None)")
             return [err for _ in conversations]
         s = self.settings
-        params = SamplingParams(temperature=s.temperature, max_new_tokens=s.max_new_tokens,
+        params = SamplingParams(temperature=default_temperature(s), max_new_tokens=s.max_new_tokens,
                                 max_prompt_tokens=s.max_prompt_tokens)
         try:
             gens = self.generate(list(conversations), params, list(seeds))
@@ -262,7 +291,8 @@ def fingerprint(traj: Trajectory, signature: str) -> str:
                  json.dumps(traj.expert_plan)):
         h.update(part.encode("utf-8", "replace") + b"\x1f")
     for s in traj.steps:
-        for part in (s.observation, s.response, s.action, str(s.valid), repr(float(s.reward)), s.next_observation):
+        for part in (s.observation, s.response, s.action, str(s.valid), repr(float(s.reward)), s.next_observation,
+                     str(s.expert_action)):
             h.update(part.encode("utf-8", "replace") + b"\x1f")
     return h.hexdigest()
 
@@ -338,6 +368,13 @@ class Analyzer:
         if s.backend == "rules":
             for i in todo:
                 results[i] = AnalysisResult(trajectories[i].traj_id, rules_analysis(trajectories[i], s.max_step_skills))
+        elif s.backend == "oracle":
+            for i in todo:
+                try:
+                    results[i] = AnalysisResult(trajectories[i].traj_id,
+                                                oracle_analysis(trajectories[i], s.max_step_skills))
+                except ValueError as exc:
+                    results[i] = AnalysisResult(trajectories[i].traj_id, None, str(exc))
         elif todo:
             self._ask(trajectories, todo, results, stats, generate)
         new = [(trajectories[i].traj_id, fps[i], r.analysis, {"attempts": r.attempts})
@@ -364,6 +401,7 @@ class Analyzer:
         if isinstance(self.backend, PolicyBackend):
             self.backend.generate = generate
         reasons: dict[int, str | None] = {i: None for i in todo}
+        previous: dict[int, str] = {i: "" for i in todo}
         pending = list(todo)
         for attempt in range(s.retries + 1):
             if not pending:
@@ -371,7 +409,8 @@ class Analyzer:
             if attempt:
                 stats.retries += len(pending)
             convs = [build_analysis_messages(trajectories[i], gamma=s.gamma, max_step_skills=s.max_step_skills,
-                                             max_field_chars=s.max_field_chars, retry_reason=reasons[i])
+                                             max_field_chars=s.max_field_chars, retry_reason=reasons[i],
+                                             previous_answer=previous[i])
                      for i in pending]
             seeds = [derive_seed(s.seed, "analyzer", trajectories[i].traj_id, attempt) for i in pending]
             outs = self.backend.complete(convs, seeds)
@@ -389,6 +428,7 @@ class Analyzer:
                 except AnalysisParseError as exc:
                     stats.parse_failures += 1
                     reasons[i] = str(exc)
+                    previous[i] = out.text
                     results[i] = AnalysisResult(traj.traj_id, None, f"unparsable answer: {exc}", attempt + 1)
                     still.append(i)
                     continue
