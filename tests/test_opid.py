@@ -71,7 +71,8 @@ def test_injection_positions_on_real_alfworld_prompts(alfworld_traj):
         task_line = f"Your task is to: {task}"
         # the first step has no separate task line: its observation ends with the task (as the
         # reference's first-step prompt); later steps have the task line under the intro
-        assert text.count(task_line) == 1
+        if step.index == 0:  # (later steps may repeat it inside the history's first observation)
+            assert text.count(task_line) == 1
         ep = insert_episode_skill(text, T, task, EP)
         assert ep.anchored
         # right after the FIRST task line, as its own line
