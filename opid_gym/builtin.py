@@ -24,7 +24,7 @@ ENVS: list[tuple[str, str, dict, str]] = [
     ("alfworld-seen", ALFWORLD, {"split": "valid_seen"}, "ALFWorld eval_in_distribution (valid_seen, 140 games)"),
     ("alfworld-unseen", ALFWORLD, {"split": "valid_unseen"}, "ALFWorld eval_out_of_distribution (valid_unseen, 134 games)"),
     ("webshop-train", WEBSHOP, {"split": "train"}, "WebShop training goals (1000-product catalogue)"),
-    ("webshop-eval", WEBSHOP, {"split": "eval"}, "WebShop evaluation goals (fixed seeded list)"),
+    ("webshop-eval", WEBSHOP, {"split": "eval"}, "WebShop evaluation goals (the reference's goals 0-499)"),
     ("webshop-human", WEBSHOP, {"split": "human"}, "WebShop human-written goals of the 1000-product catalogue (13)"),
     ("searchqa-train", SEARCHQA, {"dataset": "train"}, "Search QA training questions (NQ + HotpotQA)"),
     ("searchqa", SEARCHQA, {"dataset": "all"}, "Search QA evaluation, all seven data sets"),
@@ -37,10 +37,14 @@ ENVS: list[tuple[str, str, dict, str]] = [
 ]
 
 # ------------------------------------------------------------------- benchmarks
-_ALF = dict(train_env_id="opid/alfworld-train", invalid_penalty=0.1, max_prompt_tokens=2048)
+# version 2 (issue 16): parsing, observations and prompt structure of the OPID reference
+# code; WebShop's reference goal split and title score; Search-R1's exact match (no NFC).
+# See docs/protocols.md, "Protocol versions".
+_ALF = dict(train_env_id="opid/alfworld-train", invalid_penalty=0.1, max_prompt_tokens=2048, version="2")
+_SHOP = dict(invalid_penalty=0.1, max_prompt_tokens=4096, version="2")
 _SEARCH = dict(
     train_env_id="opid/searchqa-train", max_steps=4, history_length=4,
-    invalid_penalty=0.01, max_prompt_tokens=4096,
+    invalid_penalty=0.01, max_prompt_tokens=4096, version="2",
 )
 
 BENCHMARKS: list[Benchmark] = [
@@ -53,17 +57,19 @@ BENCHMARKS: list[Benchmark] = [
     Benchmark("alfworld-seen-50", "opid/alfworld-seen", max_steps=50, history_length=2,
               description="ALFWorld seen split, 50 steps, history 2 (SDAR/GiGPO protocol)", **_ALF),
     Benchmark("webshop", "opid/webshop-eval", "opid/webshop-train", max_steps=15, history_length=2,
-              invalid_penalty=0.1, max_prompt_tokens=4096,
-              description="WebShop 1000-product shop, 500 fixed seeded synthetic goals, each once, 15 steps"),
+              description="WebShop 1000-product shop, the reference's 500 test goals, each once, 15 steps", **_SHOP),
     Benchmark("webshop-values", "opid/webshop-eval", "opid/webshop-train", max_steps=15, history_length=2,
-              invalid_penalty=0.1, max_prompt_tokens=4096, env_kwargs={"option_match": "values"},
+              env_kwargs={"option_match": "values"}, **_SHOP,
               train_env_kwargs={"option_match": "values"},
               description="WebShop as `webshop`, options scored value-to-value (every goal winnable; not the released reward)"),
-    Benchmark("webshop-human", "opid/webshop-human", "opid/webshop-train", max_steps=15, history_length=2,
-              invalid_penalty=0.1, max_prompt_tokens=4096,
+    Benchmark("webshop-human", "opid/webshop-human", "opid/webshop-train", max_steps=15, history_length=2, **_SHOP,
               description="WebShop 1000-product shop, the 13 human-written goals, each once, 15 steps"),
     Benchmark("searchqa", "opid/searchqa", overall="types",
               description="Search QA: NQ, TriviaQA, PopQA, HotpotQA, 2Wiki, MuSiQue, Bamboogle (average over data sets)",
+              **_SEARCH),
+    Benchmark("searchqa-nfc", "opid/searchqa", overall="types", env_kwargs={"answer_normalization": "nfc"},
+              train_env_kwargs={"answer_normalization": "nfc"},
+              description="Search QA as `searchqa`, answers compared after Unicode NFC (not Search-R1's exact match)",
               **_SEARCH),
     *[
         Benchmark(f"searchqa-{d}", f"opid/searchqa-{d}", description=f"Search QA: {d}", **_SEARCH)

@@ -41,6 +41,16 @@ class PromptTemplate:
     instruction: str
     system: str | None = None
     separator: str = "\n"
+    admissible_item: str = "'{action}'"
+    """How one admissible action is written in the ``admissible`` block."""
+    admissible_separator: str = ", "
+    """What goes between two admissible actions (``"\\n "``: one per line, ALFWorld's layout)."""
+    first_step_task_line: bool = True
+    """False when the first observation itself ends with the task (ALFWorld): the first
+    step's prompt then has no separate task line, as in the reference."""
+    max_prompt_chars: int | None = None
+    """When a prompt with history is longer than this (characters), the history-free
+    prompt is used instead (the reference's WebShop rule, 20000)."""
     history_actions: str | None = None
     """How past actions are shown: None = the environment action as executed
     (``go to desk 1``); an action-format name (``search_answer``) = as the model writes
@@ -79,13 +89,31 @@ class HistoryManager(Protocol):
 def _admissible_block(template: PromptTemplate, actions: Sequence[str] | None) -> str | None:
     if not actions:
         return None
-    return template.admissible.format(actions=", ".join(f"'{a}'" for a in actions))
+    listed = template.admissible_separator.join(template.admissible_item.format(action=a) for a in actions)
+    return template.admissible.format(actions=listed)
+
+
+def _task_line(template: PromptTemplate, view: EpisodeView) -> str | None:
+    """The task line, except at the first step of a family whose first observation holds the task."""
+    if view.step == 0 and not template.first_step_task_line:
+        return None
+    return template.render_task(view.task)
 
 
 def _single_message(
     template: PromptTemplate, view: EpisodeView, pairs: Sequence[tuple[int, str, str]]
 ) -> list[Message]:
-    parts = [template.intro, template.render_task(view.task)]
+    messages = _single_message_unbounded(template, view, pairs)
+    limit = template.max_prompt_chars
+    if pairs and limit is not None and len(messages[-1]["content"]) > limit:
+        return _single_message_unbounded(template, view, [])
+    return messages
+
+
+def _single_message_unbounded(
+    template: PromptTemplate, view: EpisodeView, pairs: Sequence[tuple[int, str, str]]
+) -> list[Message]:
+    parts = [template.intro, _task_line(template, view)]
     if pairs:
         parts.append(template.history_header.format(n=view.step, k=len(pairs)))
         parts.extend(template.turn.format(i=i + 1, observation=o, action=template.show_action(a)) for i, o, a in pairs)
@@ -152,8 +180,9 @@ class ChatHistory:
         if template.system:
             messages.append({"role": "system", "content": template.system})
         first_obs = view.history[0][0] if view.history else view.observation
-        head = [template.intro, template.render_task(view.task),
-                template.first_current.format(step=1, observation=first_obs)]
+        first = EpisodeView(task=view.task, observation=first_obs, step=0)
+        head = [p for p in (template.intro, _task_line(template, first),
+                            template.first_current.format(step=1, observation=first_obs)) if p]
         if not view.history:
             adm = _admissible_block(template, view.admissible_actions)
             messages.append({"role": "user", "content": template.separator.join(

@@ -19,7 +19,7 @@ def test_list_benchmarks_shows_protocol_and_hash(alfworld_data, capsys):
     expected = protocol_for(opid_gym.BENCHMARKS.get("alfworld-unseen"), env_kwargs={"data_root": str(alfworld_data)},
                             cache=FileHashCache(None))
     line = next(l for l in out.splitlines() if l.startswith("alfworld-unseen "))
-    assert re.search(rf"alfworld-unseen@v1\s+{expected.hash}\s+134\s+30", line)
+    assert re.search(rf"alfworld-unseen@v2\s+{expected.hash}\s+134\s+30", line)
     line50 = next(l for l in out.splitlines() if l.startswith("alfworld-unseen-50 "))
     assert expected.hash not in line50 and " 50 " in line50
     for name in opid_gym.BENCHMARKS:  # every benchmark is listed, hashed or with the reason it is not
@@ -45,7 +45,7 @@ def test_leaderboard_after_evals_and_a_run(alfworld_data, tmp_path, capsys):
     capsys.readouterr()
     assert main(["leaderboard", "--env", "alfworld-unseen", "--results-db", str(db)]) == 0
     out = capsys.readouterr().out
-    assert f"alfworld-unseen@v1+max_steps=3/subset-2#{summaries[0]['protocol_hash']}" in out.splitlines()[0]
+    assert f"alfworld-unseen@v2+max_steps=3/subset-2#{summaries[0]['protocol_hash']}" in out.splitlines()[0]
     grpo = next(l for l in out.splitlines() if " grpo " in l and "measured" in l)
     # seeds 50 % and 100 %: mean 75, s = 35.36, t(1) = 12.706 -> +- 317.7, clipped to [0, 100]
     assert "75.0 ± 317.7" in grpo and "[0.0, 100.0]" in grpo and re.search(r"\s2\s", grpo)

@@ -61,7 +61,7 @@ def test_alfworld_cli_eval_identical_across_workers_and_batch_sizes(alfworld_dat
     sums = [json.loads((o / "summary.json").read_text()) for o in outs]
     for key in ("success_rate", "per_type", "mean_length", "invalid_rate", "protocol_id", "protocol_hash"):
         assert sums[0][key] == sums[1][key], key
-    assert sums[0]["protocol_id"] == "alfworld-unseen@v1+max_steps=4/subset-2"
+    assert sums[0]["protocol_id"] == "alfworld-unseen@v2+max_steps=4/subset-2"
     from opid_gym.results import ResultsStore
 
     records = ResultsStore(db).query(benchmark="alfworld-unseen")

@@ -23,31 +23,56 @@ def test_window_prompt_exact_text() -> None:
         "You are an agent in a household that is simulated as a text game (ALFWorld).",
         "Your task is to: examine the book with the desklamp.",
         "You have taken 2 step(s) so far. Your last 1 observation(s) and action(s):",
-        "[Observation 2: You arrive at bed 1. On the bed 1, you see a book 1.] [Action 2: take book 1 from bed 1]",
+        "[Observation 2: 'You arrive at bed 1. On the bed 1, you see a book 1.', Action 2: 'take book 1 from bed 1']",
         "Now, at step 3, you observe: You pick up the book 1 from the bed 1.",
-        "Admissible actions now: ['go to desk 1', 'inventory', 'look']",
+        "Admissible actions now: ['go to desk 1'\n 'inventory'\n 'look'].",  # one per line, as the reference
         INSTRUCTION,
     ])
     assert messages == [{"role": "user", "content": expected}]
 
 
 def test_window_first_step_has_no_history_block() -> None:
+    # ALFWorld's first step, as the reference's ALFWORLD_TEMPLATE_NO_HIS: the observation
+    # (which ends with the task) and no separate task line
     view = EpisodeView(task=TASK, observation=OBS0, step=0, history=[], admissible_actions=None)
     text = WindowHistory(length=5).render(ALFWORLD_PROMPT, view)[0]["content"]
     assert text == "\n".join([
         "You are an agent in a household that is simulated as a text game (ALFWorld).",
-        "Your task is to: examine the book with the desklamp.",
         f"At step 1, you observe: {OBS0}",
         INSTRUCTION,
     ])
+    assert text.count("Your task is to:") == 1 and text.index("Your task is to:") > text.index("At step 1")
+    chat = ChatHistory().render(ALFWORLD_PROMPT, view)[0]["content"]
+    assert chat == text
+
+
+def test_webshop_prompt_structure_and_length_fallback() -> None:
+    from environments.webshop.prompt import WEBSHOP_PROMPT
+
+    history = [("'Search'", "search[red mug]")]
+    view = EpisodeView(task="buy a red mug", observation="'Back to Search' [SEP] 'Next >'", step=1, history=history,
+                       admissible_actions=["click[back to search]", "click[next >]"])
+    text = WindowHistory(length=2).render(WEBSHOP_PROMPT, view)[0]["content"]
+    assert "Your task is to: buy a red mug" in text  # the task line at every step
+    assert "[Observation 1: ''Search'', Action 1: 'search[red mug]']" in text
+    assert "Admissible actions now:\n[\n'click[back to search]',\n'click[next >]',\n]." in text
+    # a prompt over 20000 characters falls back to the history-free prompt (reference rule)
+    long_view = EpisodeView(task="buy a red mug", observation="'Next >'", step=1,
+                            history=[("x" * 20_000, "search[red mug]")], admissible_actions=["click[next >]"])
+    fallback = WindowHistory(length=2).render(WEBSHOP_PROMPT, long_view)[0]["content"]
+    assert "x" * 100 not in fallback and "[Observation" not in fallback
+    assert fallback == WindowHistory(length=0).render(WEBSHOP_PROMPT, long_view)[0]["content"]
+    assert "Your task is to: buy a red mug" in fallback and "At step 2, you observe: 'Next >'" in fallback
+    short = WindowHistory(length=2).render(WEBSHOP_PROMPT, view)[0]["content"]
+    assert len(short) < 20_000 and "[Observation 1:" in short  # under the limit: history kept
 
 
 def test_window_length_bounds_the_pairs_shown() -> None:
     view = EpisodeView(task=TASK, observation=OBS2, step=2, history=HISTORY)
     two = WindowHistory(length=2).render(ALFWORLD_PROMPT, view)[0]["content"]
-    assert "[Action 1: go to bed 1]" in two and "[Action 2: take book 1 from bed 1]" in two
+    assert "Action 1: 'go to bed 1'" in two and "Action 2: 'take book 1 from bed 1'" in two
     zero = WindowHistory(length=0).render(ALFWORLD_PROMPT, view)[0]["content"]
-    assert "[Action" not in zero
+    assert "Action 1" not in zero and "Your task is to:" in zero  # later steps keep the task line
 
 
 def test_token_budget_keeps_the_most_recent_pairs_that_fit() -> None:
@@ -55,7 +80,7 @@ def test_token_budget_keeps_the_most_recent_pairs_that_fit() -> None:
     turn2 = ALFWORLD_PROMPT.turn.format(i=2, observation=OBS1, action="take book 1 from bed 1")
     manager = TokenBudgetHistory(budget=len(turn2), count=len)  # exactly one pair fits
     text = manager.render(ALFWORLD_PROMPT, view)[0]["content"]
-    assert turn2 in text and "[Action 1:" not in text
+    assert turn2 in text and "Action 1:" not in text
 
 
 def test_chat_history_alternates_and_never_repeats_reasoning() -> None:

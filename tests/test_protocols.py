@@ -141,12 +141,12 @@ def test_alfworld_hash_changes_with_a_data_file_and_the_step_limit(alfworld_data
     cache = FileHashCache(tmp_path / "cache.json")
     kw = {"data_root": str(root)}
     base = protocol_for(bench, env_kwargs=kw, cache=cache)
-    assert base.id == "alfworld-unseen@v1" and len(base.task_ids) == 4
+    assert base.id == "alfworld-unseen@v2" and len(base.task_ids) == 4
     assert base.document["data"]["files"] == 8  # game.tw-pddl + traj_data.json per game
     assert set(base.document["packages"]) >= {"alfworld", "textworld"}
 
     longer = protocol_for(bench.with_overrides(max_steps=31), env_kwargs=kw, cache=cache)
-    assert longer.hash != base.hash and longer.id == "alfworld-unseen@v1+max_steps=31"
+    assert longer.hash != base.hash and longer.id == "alfworld-unseen@v2+max_steps=31"
 
     game = sorted(root.glob("alfworld/json_2.1.1/valid_unseen/*/*/game.tw-pddl"))[1]
     doc = json.loads(game.read_text())

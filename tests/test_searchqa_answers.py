@@ -18,7 +18,7 @@ NORMALISED = [
     ("rock 'n' roll", "rock n roll"),
     ("New\u00a0York\tCity\n", "new york city"),          # unicode whitespace collapsed
     ("ÉCOLE", "école"),                                  # unicode lower-case
-    ("e\u0301cole", "école"),                            # decomposed accent → NFC
+    ("e\u0301cole", "e\u0301cole"),                       # decomposed accent kept (no NFC)
     ("Estádio", "estádio"),                              # accents are kept
     ("don\u2019t", "don\u2019t"),                        # non-ASCII punctuation is kept
     ("The", ""),
@@ -31,12 +31,29 @@ def test_normalize_answer_table(raw: str, expected: str) -> None:
     assert normalize_answer(raw) == expected
 
 
+def test_normalization_is_search_r1_qa_em() -> None:
+    # Search-R1's verl/utils/reward_score/qa_em.normalize_answer, step by step by hand:
+    # lower -> drop string.punctuation -> articles to " " -> " ".join(split())
+    raw = "  The  U.S.-Open, an E\u0301vent\u00a0of A Kind! "
+    by_hand = "  the  us-open, an e\u0301vent\u00a0of a kind! "  # lower
+    by_hand = "  the  usopen an e\u0301vent\u00a0of a kind "     # punctuation
+    by_hand = "     usopen   e\u0301vent\u00a0of   kind "        # articles
+    assert normalize_answer(raw) == " ".join(by_hand.split()) == "usopen e\u0301vent of kind"
+
+
+def test_nfc_is_an_opt_in_variant() -> None:
+    assert normalize_answer("e\u0301cole", nfc=True) == "école"
+    assert exact_match("e\u0301cole", "École", nfc=True) == 1.0
+    assert exact_match("e\u0301cole", "École") == 0.0
+
+
 EM_CASES = [
     ("the Beatles", ["Rolling Stones", "Beatles"], 1.0),   # any of several gold answers
     ("Rolling  stones!", ["Rolling Stones", "Beatles"], 1.0),
     ("Stones", ["Rolling Stones"], 0.0),                   # exact, not partial
     ("Estadio do Maracana", ["Estádio do Maracanã"], 0.0),  # accents matter
-    ("e\u0301cole", "École", 1.0),                         # a single gold string
+    ("école", "École", 1.0),                               # a single gold string
+    ("e\u0301cole", "École", 0.0),                         # decomposed ≠ composed, as in Search-R1
     ("", ["Paris"], 0.0),
     ("1999", ["1999"], 1.0),
     ("1,999", ["1999"], 1.0),                              # punctuation inside numbers goes too

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -99,38 +100,63 @@ def test_missing_data_is_a_clear_error(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------- turn rules
-@pytest.mark.parametrize("response,kind", [
-    ("<think>x</think><search>capital of France</search>", "search"),
-    ("<answer>Paris</answer>", "answer"),
-    ("<search>capital</search><answer>Paris</answer>", "invalid"),     # both tags
-    ("<search>a</search> then <search>b</search>", "invalid"),          # repeated tag
-    ("<answer>a</answer><answer>b</answer>", "invalid"),                # repeated tag
-    ("I think it is Paris.", "invalid"),                                # neither
-    ("<search>   </search>", "invalid"),                                # empty search
+@pytest.mark.parametrize("response,kind,valid", [
+    ("<think>x</think><search>capital of France</search>", "search", True),
+    ("<answer>Paris</answer>", "answer", True),
+    # the reference (OPID's search projection) flags these invalid but executes the first block
+    ("<search>capital</search><answer>Paris</answer>", "search", False),     # both tags
+    ("<search>a</search> then <search>b</search>", "search", False),          # repeated tag
+    ("<answer>a</answer><answer>b</answer>", "answer", False),                # repeated tag
+    ("I think it is Paris.", "invalid", False),                               # neither
+    ("<search>   </search>", "search", True),                                 # empty search is a search
 ])
-def test_parsing_validity_reaches_the_env(response: str, kind: str) -> None:
+def test_parsing_validity_reaches_the_env(response: str, kind: str, valid: bool) -> None:
     parsed = parse_search_answer(response)
-    assert parsed.valid == (kind != "invalid")
+    assert parsed.valid == valid
     assert parse_env_action(parsed.action)[0] == kind
     assert parse_env_action(response)[0] == kind  # raw tagged text is accepted as well
 
 
-def test_invalid_turn_is_used_up_and_flagged(search_data: Path, index_dir: str) -> None:
+def test_invalid_turn_is_used_up_with_an_empty_observation(search_data: Path, index_dir: str) -> None:
     env = make_env(search_data, index_dir)
     env.reset(seed=0, options={"task_index": 0})
-    obs, reward, term, trunc, info = env.step(parse_search_answer("<search>a</search><answer>b</answer>").action)
-    assert obs == INVALID_OBSERVATION and reward == 0.0 and not term and not trunc
+    obs, reward, term, trunc, info = env.step(parse_search_answer("no block here").action)
+    assert obs == INVALID_OBSERVATION == "" and reward == 0.0 and not term and not trunc
     assert info["invalid"] is True and info["step"] == 1
+    # both tags: the search block runs and its documents come back
+    obs, _, term, _, info = env.step(parse_search_answer("<search>Party Never Ends</search><answer>b</answer>").action)
+    assert obs.startswith("<information>") and not term and info["invalid"] is False
 
 
-def test_search_returns_three_numbered_passages(search_data: Path, index_dir: str) -> None:
+def test_search_returns_the_reference_information_block(search_data: Path, index_dir: str) -> None:
     env = make_env(search_data, index_dir)
     env.reset(seed=0, options={"task_index": 0})
     obs, reward, term, trunc, info = env.step("search[Party Never Ends Romanian singer]")
-    assert obs.startswith("<information>") and obs.endswith("</information>")
-    assert [line.split(" ", 2)[:2] for line in obs.splitlines()[1:-1]] == [["Doc", "1"], ["Doc", "2"], ["Doc", "3"]]
-    assert "(Title: Party Never Ends)" in obs
+    assert obs.startswith('<information>{"result": "Doc 1: ') and obs.endswith('\\n"}</information>')
+    result = json.loads(obs[len("<information>"):-len("</information>")])["result"]
+    lines = result.split("\n")
+    docs = [i for i, line in enumerate(lines) if line.startswith("Doc ")]
+    assert [lines[i].split(":")[0] for i in docs] == ["Doc 1", "Doc 2", "Doc 3"]
+    # "Doc i: <title>" then the passage text on the next line, as the corpus' contents
+    hits = env.retriever.search("Party Never Ends Romanian singer", 3)
+    assert result == "".join(f"Doc {i}: {h.passage.title}\n{h.passage.text}\n" for i, h in enumerate(hits, 1))
     assert len(info["passages"]) == 3 and not term and not trunc and reward == 0.0
+    obs, *_ = env.step("search[]")  # an empty query is searched; BM25 matches nothing
+    assert obs == '<information>{"result": "No search results found."}</information>'
+
+
+def test_nfc_answer_normalization_is_opt_in(search_data: Path, index_dir: str) -> None:
+    import unicodedata
+
+    for norm, expected in (("search-r1", 0.0), ("nfc", 1.0)):
+        env = make_env(search_data, index_dir, answer_normalization=norm)
+        env.reset(seed=0, options={"task_index": 5})
+        env.questions[5] = dataclasses.replace(env.questions[5], answers=("École",))
+        env._question = env.questions[5]
+        _, reward, *_ = env.step(f"answer[{unicodedata.normalize('NFD', 'école')}]")
+        assert reward == expected, norm
+    with pytest.raises(ValueError, match="answer_normalization"):
+        make_env(search_data, index_dir, answer_normalization="nfkc")
 
 
 def test_turn_limit_is_truncation_not_termination(search_data: Path, index_dir: str) -> None:
@@ -223,7 +249,7 @@ def test_gold_answers_with_brackets_and_tags_survive_the_round_trip(answer: str)
     parsed = parse_search_answer(format_action(f"answer[{answer}]", "search_answer"))
     assert parsed.valid
     kind, text = parse_env_action(parsed.action)
-    assert kind == "answer" and text == " ".join(answer.split())
+    assert kind == "answer" and text == answer.strip()
 
 
 def test_cli_eval_expert_and_bad_env_option(search_data: Path, index_dir: str, capsys: pytest.CaptureFixture) -> None:

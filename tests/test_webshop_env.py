@@ -18,7 +18,7 @@ from environments.webshop.catalogue import (
     price_tag,
 )
 from environments.webshop.goals import NO_CAP, human_goals, price_cap, split_goals, synthetic_goals
-from opid_gym.parsing import parse_think_action
+from opid_gym.parsing import get_parser
 
 
 @pytest.fixture(scope="session")
@@ -97,6 +97,22 @@ def test_goal_counts_and_split(catalogue) -> None:
     assert [g.goal_id for g in split_goals(catalogue, "eval")] == [g.goal_id for g in evals]  # fixed order
 
 
+def test_split_is_the_reference_goal_range(catalogue) -> None:
+    # WebShop's SimServer: random.seed(233); random.shuffle(goals); verl-agent / OPID test on
+    # goals[0:500] and train on goals[500:]. Done here exactly that way, on the global generator.
+    import random
+
+    saved = random.getstate()
+    try:
+        goals = list(synthetic_goals(catalogue))
+        random.seed(233)
+        random.shuffle(goals)
+    finally:
+        random.setstate(saved)
+    assert [g.goal_id for g in split_goals(catalogue, "eval")] == [g.goal_id for g in goals[:500]]
+    assert [g.goal_id for g in split_goals(catalogue, "train")] == [g.goal_id for g in goals[500:]]
+
+
 def test_price_cap_rule() -> None:
     import numpy as np
 
@@ -119,7 +135,15 @@ def test_synthetic_goal_text(catalogue) -> None:
 
 # ---------------------------------------------------------------------- pages
 def pieces(obs: str) -> list[str]:
-    return obs.split(" [SEP] ")
+    """The pieces of an observation: the page after the instruction, each piece quoted."""
+    parts = obs.split(" [SEP] ")
+    assert all(len(p) >= 2 and p[0] == p[-1] == "'" for p in parts), obs
+    return [p[1:-1] for p in parts]
+
+
+def page(env) -> list[str]:
+    """The whole current page's pieces (before the reference's cut)."""
+    return env.unwrapped.shop.render(env.unwrapped._session).split(" [SEP] ")
 
 
 def product_clicks(actions: list[str]) -> list[str]:
@@ -130,21 +154,45 @@ def product_clicks(actions: list[str]) -> list[str]:
 def test_search_page_and_admissible_search(env) -> None:
     obs, info = env.reset(seed=0, options={"task_index": 0})
     goal = env.goals[0]
-    assert pieces(obs) == ["WebShop", "Instruction:", goal.instruction_text, "Search"]
-    assert info["admissible_actions"] == [f"search[{goal.instruction_text.lower()}]"]
+    assert page(env) == ["WebShop", "Instruction:", goal.instruction_text, "Search"]
+    assert obs == "'Search'"                                   # cut after the instruction, quoted
+    # the reference's list: the query placeholder and the page's Search button
+    assert info["admissible_actions"] == ["search[<your query>]", "click[search]"]
     assert info["score"] == 0.0
+
+
+def test_reference_observation_cut_and_quote() -> None:
+    from environments.webshop.shop import reference_observation
+
+    text = "Instruction: [SEP] buy a red mug [SEP] Back to Search [SEP] Page 1 (Total results: 2) [SEP] Next >"
+    assert reference_observation(text, "buy a red mug") == "'Back to Search' [SEP] 'Page 1 (Total results: 2)' [SEP] 'Next >'"
+    done = "Thank you for shopping with us! [SEP] Your score (min 0.0, max 1.0) [SEP] 1.0"
+    assert reference_observation(done, "buy a red mug") == done  # no instruction: unchanged
+
+
+def test_search_works_on_any_page(env) -> None:
+    env.reset(seed=0, options={"task_index": 0})
+    goal = env.goals[0]
+    env.step("search[black]")
+    env.step(f"click[{env.unwrapped._session.results and env.unwrapped.shop.catalogue.products[env.unwrapped._session.results[0]].asin.lower()}]")
+    assert env.unwrapped._session.page == "item"
+    obs, *_, info = env.step(f"search[{goal.query}]")           # from the item page
+    assert info["action_valid"] and env.unwrapped._session.page == "results"
+    assert pieces(obs)[1] == "Page 1 (Total results: 50)"
+    assert "search[<your query>]" not in info["admissible_actions"]  # listed only where the search bar is
 
 
 def test_pagination(env) -> None:
     env.reset(seed=0, options={"task_index": 0})
     obs, *_, info = env.step("search[black]")
+    assert page(env)[:2] == ["Instruction:", env.goals[0].instruction_text]
     p = pieces(obs)
-    assert p[:4] == ["Instruction:", env.goals[0].instruction_text, "Back to Search", "Page 1 (Total results: 50)"]
-    assert p[4] == "Next >" and "< Prev" not in p
+    assert p[:2] == ["Back to Search", "Page 1 (Total results: 50)"]
+    assert p[2] == "Next >" and "< Prev" not in p
     page1 = product_clicks(info["admissible_actions"])
     assert len(page1) == 10
     obs2, *_, info2 = env.step("click[Next >]")
-    assert pieces(obs2)[3:6] == ["Page 2 (Total results: 50)", "< Prev", "Next >"]
+    assert pieces(obs2)[1:4] == ["Page 2 (Total results: 50)", "< Prev", "Next >"]
     page2 = product_clicks(info2["admissible_actions"])
     assert len(page2) == 10 and not set(page1) & set(page2)
     for _ in range(4):
@@ -164,7 +212,7 @@ def test_item_page_options_subpages_and_back(env) -> None:
     env.step(f"search[{product.title}]")
     obs, *_, info = env.step(f"click[{goal.asin.lower()}]")
     p = pieces(obs)
-    assert p[2:4] == ["Back to Search", "< Prev"]
+    assert p[0:2] == ["Back to Search", "< Prev"]
     assert p[-7:] == [product.title, f"Price: {product.price_tag}", "Rating: N.A.", "Description", "Features",
                       "Reviews", "Buy Now"]
     for name, values in product.options.items():
@@ -174,13 +222,13 @@ def test_item_page_options_subpages_and_back(env) -> None:
     env.step(f"click[{values[-1]}]")
     assert env.unwrapped._session.options == {name: values[-1]}
     obs, *_ = env.step("click[Features]")
-    assert pieces(obs)[2:] == ["Back to Search", "< Prev", *[b.strip() for b in product.bullet_points if b.strip()]]
+    assert pieces(obs) == ["Back to Search", "< Prev", *[b.strip() for b in product.bullet_points if b.strip()]]
     obs, *_ = env.step("click[< prev]")
     assert pieces(obs)[-1] == "Buy Now" and env.unwrapped._session.options == {name: values[-1]}
     obs, *_ = env.step("click[< prev]")                    # item -> results: options forgotten
     assert "Page 1 (Total results: 50)" in obs and env.unwrapped._session.options == {}
     obs, *_, info = env.step("click[back to search]")
-    assert pieces(obs)[0] == "WebShop" and info["admissible_actions"][0].startswith("search[")
+    assert obs == "'Search'" and info["admissible_actions"][0] == "search[<your query>]"
 
 
 def test_invalid_actions_change_nothing(env) -> None:
@@ -189,7 +237,7 @@ def test_invalid_actions_change_nothing(env) -> None:
         obs, reward, term, trunc, info = env.step(bad)
         assert (obs, reward, term, info["action_valid"]) == (obs0, 0.0, False, False)
     obs1, *_ = env.step("search[red shoes]")
-    for bad in ("search[blue shoes]", "click[description]", "click[nonexistent element]"):
+    for bad in ("search[]", "click[description]", "click[nonexistent element]"):
         obs, reward, term, trunc, info = env.step(bad)
         assert (obs, reward, term, info["action_valid"]) == (obs1, 0.0, False, False)
 
@@ -198,7 +246,8 @@ def test_every_admissible_action_is_valid(env) -> None:
     env.reset(seed=0, options={"task_index": 2})
     shop, session = env.unwrapped.shop, env.unwrapped._session
     actions = shop.admissible_actions(session)
-    shop.step(session, actions[0])                          # the search
+    assert not shop.step(session.copy(), actions[1])        # click[search]: listed, ignored (as upstream)
+    shop.step(session, actions[0])                          # the placeholder search
     for action in shop.admissible_actions(session):
         assert shop.step(session.copy(), action), action
 
@@ -226,7 +275,7 @@ def test_same_goal_same_pages_in_two_envs(env_kwargs: dict) -> None:
     b.reset(seed=2, options={"task_index": 7})
     query = "search[women's long sleeve cotton t-shirt, machine wash]"
     oa, ob = a.step(query)[0], b.step(query)[0]
-    assert oa.split(" [SEP] ")[2:] == ob.split(" [SEP] ")[2:]  # same pages apart from the instruction
+    assert oa == ob  # same pages (the instruction is cut off the observation)
 
 
 # --------------------------------------------------------------- buy & expert
@@ -239,7 +288,8 @@ def test_expert_plan_wins_a_reachable_goal(env) -> None:
         obs, reward, term, trunc, info = env.step(action)
         assert term == (i == len(plan) - 1)
     assert info["score"] == 1.0 and reward == 10.0 and info["won"]
-    assert pieces(obs) == ["Thank you for shopping with us!", "Your score (min 0.0, max 1.0)", "1.0"]
+    # the done page has no instruction: shown whole and unquoted, as in the reference
+    assert obs.split(" [SEP] ") == ["Thank you for shopping with us!", "Your score (min 0.0, max 1.0)", "1.0"]
     assert env.unwrapped.expert_action() is None
 
 
@@ -321,10 +371,10 @@ def test_random_agent_rarely_buys_right(env_kwargs: dict) -> None:
 
 
 def test_webshop_actions_with_angle_brackets_parse_as_valid() -> None:
-    for action in ("click[< prev]", "click[next >]"):
-        parsed = parse_think_action(f"<think>go</think><action>{action}</action>")
+    parse = get_parser("think_action_webshop")
+    for action in ("click[< prev]", "click[next >]", "click[<b>x</b>]"):  # the reference checks no tags inside
+        parsed = parse(f"<think>go</think><action>{action.upper()}</action>")
         assert parsed.valid and parsed.action == action
-    assert not parse_think_action("<think>x</think><action>click[<b>x</b>]</action>").valid
 
 
 def test_check_env_passes(env_kwargs: dict) -> None:

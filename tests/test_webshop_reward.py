@@ -160,6 +160,21 @@ def test_type_reward_low_branches() -> None:
     assert r(("z",), (), query="other", product_category="A › B › Z") == (1.0, 0.2)
 
 
+def test_title_score_divides_by_the_goal_noun_list() -> None:
+    # goal.py: len(set(bought) & set(desired)) / len(desired), desired a list (duplicates counted)
+    g = goal(name="Goal", query="wallets", product_category="A › B › C")
+    table = {"Goal": ("wallet", "wallet", "leather", "strap"), "Bought": ("wallet",)}
+    t = type_reward(product(name="Bought", query="other", product_category="X"), g, nouns=nouns_by_table(table))
+    assert t.title_score == 1 / 4                       # not 1/3 (distinct goal nouns)
+    assert t.r_type == 1.0                              # 0.25 > 0.2
+    table = {"Goal": ("wallet", "wallet", "wallet", "wallet", "wallet", "leather"), "Bought": ("wallet",)}
+    t = type_reward(product(name="Bought", query="other", product_category="X"), g, nouns=nouns_by_table(table))
+    assert t.title_score == 1 / 6 and t.r_type == 0.5   # 1/2 with distinct nouns would give 1.0
+    table = {"Goal": ("wallet",) * 11, "Bought": ("wallet",)}
+    t = type_reward(product(name="Bought", query="wallets", product_category="X"), g, nouns=nouns_by_table(table))
+    assert t.title_score == 1 / 11 and t.r_type == 0.1  # < 0.1 despite the query match
+
+
 def test_type_reward_scales_the_total() -> None:
     p = product(name="Bought", attributes=("gluten free",), query="other", product_category="X")
     g = goal(name="Goal", attributes=("gluten free",), price_upper=100.0)

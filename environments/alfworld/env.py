@@ -5,6 +5,12 @@ Each task is one ``game.tw-pddl`` file; ``reset`` loads it into a TextWorld engi
 package) and asks the engine only for what we use: ``won``, ``admissible_commands``
 and the game's expert ``walkthrough``.
 
+Observations are the engine's feedback exactly as the reference passes it to the model:
+the first one keeps TextWorld's ``-= Welcome to TextWorld, ALFRED! =-`` banner and ends
+with the ``Your task is to: …`` line (the prompt's first step shows the task there,
+see :data:`~environments.alfworld.prompt.ALFWORLD_PROMPT`); ``help`` is left out of the
+admissible actions, as the reference does.
+
 Rewards follow the reference setup: ``success_reward`` (10) at the step that wins,
 0 otherwise. ``terminated`` is set when the game is won; the step limit is
 ``truncated`` (base class). The TextWorld engine is not thread-safe: run several games
@@ -13,7 +19,6 @@ in separate processes (``opid_gym.workers``), never in threads.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +28,7 @@ from environments.alfworld.games import Game, list_games
 from environments.alfworld.prompt import ALFWORLD_PROMPT
 from opid_gym.env import TaskState, TextEnv, Transition
 
-_BANNER = re.compile(r"^\s*-=\s*Welcome to TextWorld, ALFRED!\s*=-\s*", re.IGNORECASE)
-_TASK = re.compile(r"Your task is to:\s*(.+)", re.IGNORECASE)
+_TASK_MARK = "Your task is to: "
 _EXCLUDED_COMMANDS = {"help"}
 
 
@@ -104,9 +108,9 @@ class ALFWorldEnv(TextEnv):
         request = textworld.EnvInfos(won=True, admissible_commands=True, extras=["walkthrough"])
         self._engine = textworld.start(str(game.path), request, wrappers=[demangler(shuffle=False), infos_wrapper])
         state = self._engine.reset()
-        observation = _BANNER.sub("", state["feedback"]).strip()
-        match = _TASK.search(observation)
-        task = match.group(1).strip() if match else ""
+        observation = state["feedback"]
+        start = observation.find(_TASK_MARK)  # the reference's task extraction
+        task = observation[start + len(_TASK_MARK):].strip() if start >= 0 else ""
         self._walkthrough = list(state.get("extra.walkthrough") or [])
         self._actions = []
         return TaskState(
@@ -124,7 +128,7 @@ class ALFWorldEnv(TextEnv):
         self._actions.append(action)
         won = bool(state["won"])
         return Transition(
-            observation=state["feedback"].strip(),
+            observation=state["feedback"],
             reward=self.success_reward if won else 0.0,
             done=bool(done) or won,
             won=won,

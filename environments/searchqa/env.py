@@ -1,15 +1,18 @@
 """The search-QA environment: answer a question, searching a passage corpus on the way.
 
 Each turn the agent's response is parsed by the ``search_answer`` parser into one
-action (see :mod:`opid_gym.parsing`):
+action (see :mod:`opid_gym.parsing`; its rules are the OPID reference projection's):
 
-* ``search[query]``: the retriever's top-3 passages come back as numbered documents
-  (title and text) inside ``<information>…</information>``;
+* ``search[query]``: the retriever's top-3 passages come back in the reference's
+  block: ``<information>``, a JSON object whose ``result`` holds one ``Doc i: <title
+  and text>`` line per passage, ``</information>`` (:func:`information_block`); an
+  empty query is searched too;
 * ``answer[text]``: the episode ends (``terminated``) with reward 1.0 when the answer
   matches a gold answer exactly after normalisation (:mod:`.answers`), else 0.0;
-* anything else (the parser's ``""`` for an invalid response: no tag, both tags, a
-  repeated tag, an empty search) is an invalid turn: the observation says how to act
-  and the turn is used up.
+* anything else (the parser's ``""`` when the response has no complete search or
+  answer block) uses the turn up and returns an empty observation, as the reference
+  does. A response the parser flags invalid but that holds a block (both tags, a
+  repeated tag) executes its first block; the flag only reaches the learner.
 
 The step limit (4 turns in the benchmarks) ends an unanswered episode with
 ``truncated=True`` and reward 0. Raw tagged text (``"<search>q</search>"``) is also
@@ -22,6 +25,7 @@ says single-hop or multi-hop.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -33,32 +37,43 @@ from environments.searchqa.datasets import (
     DATASETS, DEFAULT_MAX_QUESTIONS, TRAIN_DATASETS, Question, eval_questions, train_questions,
 )
 from environments.searchqa.prompt import SEARCHQA_PROMPT
-from environments.searchqa.retrievers import Retriever, RetrieverConfig, format_hits, get_retriever
+from environments.searchqa.retrievers import Hit, Retriever, RetrieverConfig, get_retriever
 from opid_gym.env import TaskState, TextEnv, Transition
 from opid_gym.parsing import parse_search_answer
 
-INVALID_OBSERVATION = (
-    "Your previous response was not a valid action. To search, put a query inside <search> </search>; "
-    "to answer, put the answer inside <answer> </answer>. Use exactly one of the two tags, once."
-)
+INVALID_OBSERVATION = ""
+"""The observation after a turn without a search or answer block (empty, as in the reference)."""
+NO_RESULTS = "No search results found."
+ANSWER_NORMALIZATIONS = ("search-r1", "nfc")
 _ACTION = re.compile(r"\s*(search|answer)\[(.*)\]\s*", re.DOTALL | re.IGNORECASE)
 
 
+def information_block(hits: list[Hit]) -> str:
+    """The retrieved documents as the OPID reference's search tool returns them.
+
+    ``Doc i: <contents>`` lines (contents = title line and text, stripped), each ending
+    in a newline, as the ``result`` of a JSON object (``json.dumps`` defaults, so
+    newlines, quotes and non-ASCII characters are escaped), inside
+    ``<information>…</information>``.
+    """
+    docs = "".join(f"Doc {i}: {h.passage.contents.strip()}\n" for i, h in enumerate(hits, 1))
+    return f"<information>{json.dumps({'result': docs if hits else NO_RESULTS})}</information>"
+
+
 def parse_env_action(action: str) -> tuple[str, str]:
-    """``("search", query)``, ``("answer", text)`` or ``("invalid", "")``."""
+    """``("search", query)``, ``("answer", text)`` or ``("invalid", "")``.
+
+    ``search[...]`` / ``answer[...]`` (as the parser writes them) or a raw response with
+    tags (parsed by :func:`~opid_gym.parsing.parse_search_answer`, whose first block is
+    executed even when it flags the response invalid).
+    """
     text = str(action)
     m = _ACTION.fullmatch(text)
     if m is None and "<" in text:  # a raw response: parse its tags
-        parsed = parse_search_answer(text)
-        if not parsed.valid:
-            return "invalid", ""
-        m = _ACTION.fullmatch(parsed.action)
+        m = _ACTION.fullmatch(parse_search_answer(text).action)
     if m is None:
         return "invalid", ""
-    kind, arg = m.group(1).lower(), " ".join(m.group(2).split())
-    if kind == "search" and not arg:
-        return "invalid", ""
-    return kind, arg
+    return m.group(1).lower(), m.group(2).strip()
 
 
 class SearchQAEnv(TextEnv):
@@ -81,6 +96,8 @@ class SearchQAEnv(TextEnv):
         lucene_index: a prebuilt Lucene index whose docids are ``corpus`` line numbers (pyserini only).
         top_k: passages per search.
         device: the dense encoder's torch device.
+        answer_normalization: ``search-r1`` (default: Search-R1's exact match) or ``nfc``
+            (Unicode NFC first; the ``searchqa-nfc`` benchmark).
     """
 
     family = "searchqa"
@@ -106,11 +123,16 @@ class SearchQAEnv(TextEnv):
         lucene_index: str | None = None,
         top_k: int = 3,
         device: str | None = None,
+        answer_normalization: str = "search-r1",
         render_mode: str | None = None,
     ) -> None:
         super().__init__(max_steps=max_steps, render_mode=render_mode)
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if answer_normalization not in ANSWER_NORMALIZATIONS:
+            raise ValueError(f"answer_normalization must be one of {', '.join(ANSWER_NORMALIZATIONS)}, "
+                             f"got {answer_normalization!r}")
+        self.nfc = answer_normalization == "nfc"
         self.dataset = dataset
         if dataset == "train":
             lists = train_questions(train_datasets, data_root, files=train_files)
@@ -168,15 +190,15 @@ class SearchQAEnv(TextEnv):
         info: dict[str, Any] = {"dataset": q.dataset, "question_type": q.question_type, "invalid": kind == "invalid"}
         last_turn = self._steps + 1 >= self.max_steps
         if kind == "answer":
-            em = exact_match(arg, q.answers)
-            info.update(em=em, f1=token_f1(arg, q.answers), answer=arg, searches=self._searches,
+            em = exact_match(arg, q.answers, nfc=self.nfc)
+            info.update(em=em, f1=token_f1(arg, q.answers, nfc=self.nfc), answer=arg, searches=self._searches,
                         gold_answers=list(q.answers))
             return Transition(observation=f"Your answer: {arg}", reward=em, done=True, won=em == 1.0, info=info)
         if kind == "search":
             self._searches += 1
             hits = self.retriever.search(arg, self.top_k)
             info.update(query=arg, passages=[h.index for h in hits])
-            observation = f"<information>\n{format_hits(hits)}\n</information>"
+            observation = information_block(list(hits))
         else:
             observation = INVALID_OBSERVATION
         if last_turn:  # the base class turns this into truncated=True

@@ -7,12 +7,16 @@ actions (:mod:`environments.webshop.shop`). ``Buy Now`` ends the episode
 
 Splits (fixed, seeded; see :func:`environments.webshop.goals.split_goals`):
 
-* ``eval`` — 500 synthetic goals, the first 500 of a permutation of all 6910 synthetic
-  goals drawn with ``numpy.random.default_rng(20240601)`` (``webshop-eval``; the
-  ``webshop`` benchmark plays each once);
-* ``train`` — the other 6410 synthetic goals (``webshop-train``);
+* ``eval`` — 500 synthetic goals, goals 0-499 of the 6910 synthetic goals after WebShop's
+  server shuffle (``random.seed(233)``), the reference's test range (``webshop-eval``;
+  the ``webshop`` benchmark plays each once);
+* ``train`` — goals 500 onward, the other 6410 (``webshop-train``);
 * ``human`` — the 13 human-written goals of this catalogue (``webshop-human``);
 * ``all`` — every synthetic goal, then the human ones.
+
+Observations are the reference's: the page text after the instruction, each
+`` [SEP] `` piece quoted (:func:`environments.webshop.shop.reference_observation`); the
+instruction reaches the model through the prompt's task line.
 
 Rewards: ``success_reward`` (10) when the purchase scores exactly 1.0, else 0. The
 graded score is in ``info["score"]`` at every step (0.0 until a purchase), so the
@@ -38,7 +42,7 @@ from environments.webshop.catalogue import Catalogue, CatalogueFiles, find_catal
 from environments.webshop.goals import EVAL_GOALS, Goal, split_goals
 from environments.webshop.prompt import WEBSHOP_PROMPT
 from environments.webshop.search import make_search_engine
-from environments.webshop.shop import Session, Shop
+from environments.webshop.shop import Session, Shop, reference_observation
 from opid_gym.env import TaskState, TextEnv, Transition
 
 
@@ -91,7 +95,7 @@ class WebShopEnv(TextEnv):
     """
 
     family = "webshop"
-    action_format = "think_action"
+    action_format = "think_action_webshop"
     prompt = WEBSHOP_PROMPT
     metric_keys: tuple[str, ...] = ("score",)
     score_packages = (
@@ -170,7 +174,7 @@ class WebShopEnv(TextEnv):
         self._expert_query = shop.expert_query(goal)
         self._expert_options = shop.expert_options(goal)
         return TaskState(
-            observation=shop.render(self._session),
+            observation=reference_observation(shop.render(self._session), goal.instruction_text),
             task=goal.instruction_text,
             task_id=goal.goal_id,
             task_type=goal.category,
@@ -195,7 +199,7 @@ class WebShopEnv(TextEnv):
                         purchased_asin=session.asin, purchased_options=dict(session.options), price=session.price)
             won = session.score.score == 1.0
         return Transition(
-            observation=shop.render(session),
+            observation=reference_observation(shop.render(session), session.goal.instruction_text),
             reward=self.success_reward if won else 0.0,
             done=done,
             won=won,

@@ -17,16 +17,18 @@ two of them are drawn without replacement and the larger is the cap, written as
 combinations share it, as upstream) and one per human instruction, each seeded by
 :data:`CAP_SEED` and the ASIN (upstream draws them unseeded).
 
-The split (:func:`split_goals`): the synthetic goals, in catalogue order, are permuted
-with ``numpy.random.default_rng(SPLIT_SEED)``; the first :data:`EVAL_GOALS` (500) are
-the evaluation goals (``webshop-eval``), the rest (6410) the training goals
-(``webshop-train``). The 13 human goals are their own evaluation split
-(``webshop-human``).
+The split (:func:`split_goals`) is the reference's: the synthetic goals, in catalogue
+order, are shuffled as WebShop's server shuffles its goal list (``random.seed(233);
+random.shuffle(goals)``, Python's Mersenne Twister); goals 0 to :data:`EVAL_GOALS` - 1
+(500) of the shuffled list are the evaluation goals (``webshop-eval``, the OPID /
+verl-agent test range), the rest (6410) the training goals (``webshop-train``). The 13
+human goals are their own evaluation split (``webshop-human``).
 """
 
 from __future__ import annotations
 
 import itertools
+import random
 import zlib
 from dataclasses import dataclass
 
@@ -36,10 +38,10 @@ from environments.webshop.catalogue import Catalogue
 
 CAP_SEED = 233
 """Seed of the price-cap draws (with the ASIN's CRC32)."""
-SPLIT_SEED = 20240601
-"""Seed of the permutation that splits the synthetic goals into eval and train."""
+SPLIT_SEED = 233
+"""Seed of WebShop's server shuffle of its goal list (``random.seed(233)``)."""
 EVAL_GOALS = 500
-"""Number of synthetic goals in the evaluation split."""
+"""Number of synthetic goals in the evaluation split (the reference's goals 0-499)."""
 NO_CAP = 1_000_000.0
 PRICE_STEPS = tuple(10.0 * i for i in range(1, 100))
 SPLITS = ("train", "eval", "human", "all")
@@ -122,6 +124,19 @@ def human_goals(catalogue: Catalogue) -> list[Goal]:
     return goals
 
 
+def reference_order(n: int) -> list[int]:
+    """Where each goal of an ``n``-goal list lands after WebShop's server shuffle:
+    ``order[k]`` is the index (in catalogue order) of the shuffled list's goal ``k``.
+
+    ``random.shuffle`` permutes by position only, so shuffling the indices with the
+    same seed gives the same permutation as shuffling the goals (own generator: the
+    global ``random`` state is left alone).
+    """
+    order = list(range(n))
+    random.Random(SPLIT_SEED).shuffle(order)
+    return order
+
+
 def split_goals(catalogue: Catalogue, split: str, *, eval_goals: int = EVAL_GOALS) -> list[Goal]:
     """The goals of one split, in their fixed order (see the module docstring)."""
     if split not in SPLITS:
@@ -131,7 +146,7 @@ def split_goals(catalogue: Catalogue, split: str, *, eval_goals: int = EVAL_GOAL
     synthetic = synthetic_goals(catalogue)
     if split == "all":
         return synthetic + human_goals(catalogue)
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(synthetic))
+    order = reference_order(len(synthetic))
     n_eval = min(eval_goals, len(synthetic))
     chosen = order[:n_eval] if split == "eval" else order[n_eval:]
     return [synthetic[int(i)] for i in chosen]

@@ -140,9 +140,9 @@ def type_reward(
     bought_levels = {x.strip() for x in product.product_category.split("›")}
     goal_levels = {x.strip() for x in goal.product_category.split("›")}
     category_match = len(bought_levels & goal_levels) >= 2
-    desired = set(nouns(goal.name))
+    desired = list(nouns(goal.name))
     if desired:
-        title_score = len(set(nouns(product.name)) & desired) / len(desired)
+        title_score = len(set(nouns(product.name)) & set(desired)) / len(desired)
     else:
         title_score = 0.2
     r_type = 1.0

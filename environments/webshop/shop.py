@@ -15,20 +15,26 @@ Every page but the search page has ``Back to Search``, which starts over (search
 page and chosen options are forgotten). Going back from an item to the results also
 forgets the chosen options, as upstream.
 
-Actions: ``search[...]`` (only on the search page) and ``click[...]`` on one of the
-page's clickable elements, named by their lower-cased text: buttons (``back to
+Actions: ``search[...]`` (on any page, as upstream's text environment accepts it) and
+``click[...]`` on one of the page's clickable elements, named by their lower-cased text: buttons (``back to
 search``, ``< prev``, ``next >``, ``description``, ``features``, ``reviews``, ``buy
 now``), result ASINs (``b09abc1234``) and option values. Anything else (an unknown
-element, a search elsewhere, garbage) changes nothing and returns the same page, as
+element, an empty search, garbage) changes nothing and returns the same page, as
 upstream does. The verb is case-insensitive and the argument is taken between the
 first ``[`` and the last ``]``, lower-cased, and compared with whitespace runs as single
 spaces (some option values hold non-breaking spaces, which no agent can type;
 upstream needs the exact text and lower-case verb, and breaks on brackets inside the
 argument).
 
-The observation is the page's visible text, pieces joined by `` [SEP] `` (WebShop's
+:meth:`Shop.render` gives the page's visible text, pieces joined by `` [SEP] `` (WebShop's
 "simple" text mode); the done page says ``Thank you for shopping with us! [SEP] Your
-score (min 0.0, max 1.0) [SEP] <score>``.
+score (min 0.0, max 1.0) [SEP] <score>``. What the agent observes is
+:func:`reference_observation` of it: the pieces after the instruction, each quoted (the
+OPID reference's ``format_obs``).
+
+Admissible actions are the reference's: on the search page ``search[<your query>]`` (a
+placeholder: any query is accepted) and ``click[search]`` (the page's Search button,
+which upstream lists but ignores), elsewhere ``click[...]`` for each clickable element.
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ SEARCH, RESULTS, ITEM, DONE = "search", "results", "item", "done"
 SUB_PAGES = ("Description", "Features", "Reviews")
 BUY_NOW, NEXT_PAGE, PREV_PAGE, BACK_TO_SEARCH = "buy now", "next >", "< prev", "back to search"
 SEP = " [SEP] "
+SEARCH_PLACEHOLDER = "search[<your query>]"
+SEARCH_BUTTON = "search"
 
 _ACTION = re.compile(r"\s*(search|click)\s*\[(.*)\]", re.IGNORECASE | re.DOTALL)
 
@@ -53,6 +61,18 @@ _ACTION = re.compile(r"\s*(search|click)\s*\[(.*)\]", re.IGNORECASE | re.DOTALL)
 def _key(text: str) -> str:
     """How an element name is compared: lower case, any whitespace run as one space."""
     return " ".join(text.split()).lower()
+
+
+def reference_observation(page_text: str, instruction: str) -> str:
+    """The page as the OPID reference shows it to the model: the `` [SEP] `` pieces after
+    the first piece equal to the instruction, each in single quotes; a page without the
+    instruction (the done page) unchanged."""
+    pieces = page_text.split(SEP)
+    try:
+        start = pieces.index(instruction)
+    except ValueError:
+        return page_text
+    return SEP.join(f"'{p}'" for p in pieces[start + 1:])
 
 
 def parse_action(action: str) -> tuple[str, str] | None:
@@ -154,13 +174,12 @@ class Shop:
         return SEP.join(p.strip() for p in pieces if p and p.strip())
 
     def admissible_actions(self, session: Session) -> list[str]:
-        """What an agent may do here: the search action on the search page, else the clicks.
-
-        The search page offers one representative search, the instruction text itself
-        (any ``search[...]`` is accepted there).
-        """
-        if session.page == SEARCH:
-            return [f"search[{session.goal.instruction_text.lower()}]"]
+        """The reference's list: the search placeholder where there is a search bar (then
+        the page's Search button, which does nothing when clicked), else the clicks."""
+        if session.page == DONE:
+            return []
+        if self.has_search_bar(session):
+            return [SEARCH_PLACEHOLDER, f"click[{SEARCH_BUTTON}]"]
         return [f"click[{c}]" for c in self.clickables(session)]
 
     # ---------------------------------------------------------------- actions
@@ -179,7 +198,7 @@ class Shop:
             return False
         verb, arg = parsed
         if verb == "search":
-            if not arg or not self.has_search_bar(session):
+            if not arg:
                 return False
             self.search(session, arg)
             return True
@@ -230,7 +249,8 @@ class Shop:
         """The option state the expert aims for: goal options clicked in order.
 
         Synthetic goals name exact values; a human goal's free-text option picks the
-        product value with the best fuzzy ratio above the reward's threshold.
+        product value it equals, else the one with the best fuzzy ratio above the
+        reward's threshold.
         """
         product = self.catalogue.get(goal.asin)
         assert product is not None
@@ -239,6 +259,8 @@ class Shop:
         for wanted in goal.goal_options:
             if isinstance(wanted, tuple):
                 value = wanted[1] if wanted[1] in types else None
+            elif wanted in types:  # an exact value (``values`` goals); fuzzy ties could pick another
+                value = wanted
             else:
                 scored = [(fuzzy_ratio(normalize_color(v), normalize_color(wanted)), v) for v in types]
                 best = max(scored, default=(0, None), key=lambda t: t[0])
