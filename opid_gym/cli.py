@@ -375,6 +375,8 @@ def _add_leaderboard(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="table", choices=["table", "md", "csv", "html"])
     p.add_argument("--protocol", default=None, metavar="HASH", help="keep only results of this protocol hash")
     p.add_argument("--allow-mixed", action="store_true", help="rank results of different protocol hashes together")
+    p.add_argument("--include-incomplete", action="store_true",
+                   help="also rank results with episodes that failed by error (incomplete; default: left out)")
     p.add_argument("--references", default="main", choices=["main", "all", "none"],
                    help="published paper rows: main tables, all (with ablations), none")
     p.add_argument("--out", type=Path, default=None, help="write to this file instead of stdout")
