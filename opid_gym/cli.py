@@ -475,6 +475,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CLIError, UnknownNameError, DataNotFoundError, BackendError, ConfigError, ResultsStoreError) as exc:
         print(f"opid-bench: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # commands that keep partial work say so themselves
+        print("\nopid-bench: interrupted", file=sys.stderr)
+        return 130
 
 
 def _one_line(exc: BaseException) -> str:

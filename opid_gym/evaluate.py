@@ -333,8 +333,11 @@ def evaluate(
                     action_format=cls.action_format,
                     history=make_history(benchmark.history, **({"length": benchmark.history_length}
                                                                if benchmark.history == "window" else {})),
-                    max_concurrent=max_concurrent, metric_keys=getattr(cls, "metric_keys", ()),
-                    on_done=on_done, stats=stats, prompt_hook=prompt_hook,
+                    # a retry runs one episode per worker at a time: an episode that kills its
+                    # worker again takes no other episode down with it
+                    max_concurrent=max_concurrent if not attempt or workers <= 0 else workers,
+                    metric_keys=getattr(cls, "metric_keys", ()), on_done=on_done, stats=stats,
+                    prompt_hook=prompt_hook,
                 )
                 for i, t in zip(todo, ran):
                     trajs[i] = t
