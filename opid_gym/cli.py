@@ -486,4 +486,8 @@ def _one_line(exc: BaseException) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m opid_gym.cli`: run the imported module's main, so that errors raised as
+    # opid_gym.cli.CLIError (by launch, benchmarks) are the class main catches
+    from opid_gym.cli import main as _main
+
+    sys.exit(_main())

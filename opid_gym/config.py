@@ -409,16 +409,22 @@ def coerce(value: Any, tp: Any, key: str, *, from_text: bool) -> Any:
                 number = float(value.strip())
             else:
                 raise ValueError
-            if not math.isfinite(number):  # inf / nan would train to NaN weights
-                raise ConfigError(f"{key} must be a finite number, got {value!r}")
-            return number
+            if math.isfinite(number):
+                return number
+            raise _NonFinite
         if inner is str:
             if isinstance(value, str):
                 return value
             raise ValueError
+    except _NonFinite:  # inf / nan would train to NaN weights
+        raise ConfigError(f"{key} must be a finite number, got {value!r}") from None
     except ValueError:
         raise ConfigError(f"{key} expects {_type_name(tp)}, got {value!r}") from None
     raise ConfigError(f"{key}: unsupported field type {tp!r}")
+
+
+class _NonFinite(Exception):
+    """A float setting that is infinite or NaN (raised and caught inside :func:`coerce`)."""
 
 
 def _section_fields(cfg: RunConfig) -> dict[str, dict[str, Any]]:
