@@ -166,8 +166,8 @@ def _worker_main(conn: Connection, spec: Any, env_kwargs: dict[str, Any], with_e
                 conn.send([envs.step(*item) for item in payload])
             elif cmd == "close":
                 break
-    except KeyboardInterrupt:
-        pass
+    except (KeyboardInterrupt, BrokenPipeError, ConnectionResetError):
+        pass  # interrupted, or the parent closed the pipe (Ctrl-C, exit): nothing left to answer
     finally:
         envs.close()
 

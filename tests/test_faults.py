@@ -149,7 +149,7 @@ def test_ctrl_c_keeps_finished_episodes_and_the_rerun_continues(tmp_path):
     only the missing episodes and gives the full result."""
     out = tmp_path / "ev"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
-           "FAULTY_ENV_KWARGS": json.dumps({"num_tasks": 10, "slow": 0.4})}
+           "FAULTY_ENV_KWARGS": json.dumps({"num_tasks": 10, "slow": 1.0})}
     cmd = [sys.executable, "-m", "tests.support.faulty", "eval", "--agent", "expert", "--env", faulty.BENCH,
            "--workers", "2", "--max-concurrent", "2", "--out", str(out)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -274,7 +274,8 @@ def test_resume_with_damaged_checkpoints_end_to_end(tmp_path, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         code, _, err = _cli(["resume", str(run), "--no-progress"], capsys)
-    assert code == 2 and "no intact checkpoint" in err and len(err.strip().splitlines()) == 1
+    # one line from us (the model loader may draw its own progress bar before it)
+    assert code == 2 and "Traceback" not in err and "no intact checkpoint" in err.strip().splitlines()[-1]
     assert not (run / "summary.json").exists()
 
 
