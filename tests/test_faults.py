@@ -175,7 +175,8 @@ def test_ctrl_c_keeps_finished_episodes_and_the_rerun_continues(tmp_path):
     assert summary["episodes"] == 10 and summary["success_rate"] == 1.0
     final = [json.loads(line) for line in lines.read_text().splitlines()]
     assert sorted(t["task_index"] for t in final) == list(range(10))
-    assert [t for t in final if t["traj_id"] in {k["traj_id"] for k in kept}] == kept  # kept as they were
+    by_id = {t["traj_id"]: t for t in final}
+    assert all(by_id[k["traj_id"]] == k for k in kept)  # the kept episodes, as they were
 
 
 # ----------------------------------------------------------------------- 3. checkpoints
