@@ -143,8 +143,9 @@ def results(args: argparse.Namespace) -> int:
     rows = store.query(benchmark=args.env)
     print(f"{store.path}: {len(rows)} record(s)")
     print(f"{'created':25s} {'kind':4s} {'benchmark':18s} {'protocol':34s} {'learner':10s} {'model':24s} "
-          f"{'seed':>4s} {'success':>7s} {'episodes':>8s}")
+          f"{'seed':>4s} {'success':>7s} {'episodes':>8s} {'errors':>6s}")
     for r in rows:
         print(f"{r.created:25s} {r.kind:4s} {r.benchmark:18s} {r.protocol_id + '#' + r.protocol_hash:34s} "
-              f"{r.learner or '-':10s} {r.model[:24]:24s} {r.seed:4d} {100 * r.success_rate:6.1f}% {r.episodes:8d}")
+              f"{r.learner or '-':10s} {r.model[:24]:24s} {r.seed:4d} {100 * r.success_rate:6.1f}% {r.episodes:8d} "
+              f"{int(r.errors or 0):6d}" + ("  incomplete" if r.errors else ""))
     return 0

@@ -291,11 +291,14 @@ def evaluate(
     if out_dir is not None:
         out_dir = Path(out_dir)
         check_writable(out_dir)
-        if continue_from is not None:
-            identity = {**continue_from, "protocol": list(protocol)}
+        if continue_from is not None:  # as JSON reads it back (tuples become lists)
+            identity = json.loads(json.dumps({**continue_from, "protocol": list(protocol)}, default=str))
             kept = _finished_episodes(out_dir, identity)
-            _atomic_write(out_dir / IDENTITY_FILE, json.dumps(identity, indent=1, default=str))
-        stream = open(out_dir / "trajectories.jsonl", "a" if kept else "w", encoding="utf-8")
+            _atomic_write(out_dir / IDENTITY_FILE, json.dumps(identity, indent=1))
+        # the kept episodes first (a line cut by a kill is dropped here), then each new one as it ends
+        _atomic_write(out_dir / "trajectories.jsonl",
+                      "".join(json.dumps(t.to_dict(), ensure_ascii=False) + "\n" for t in kept.values()))
+        stream = open(out_dir / "trajectories.jsonl", "a", encoding="utf-8")
     ids = [f"{s.group_id}-m{s.member}" for s in specs]
     todo = [i for i, tid in enumerate(ids) if tid not in kept]
     trajs: list[Trajectory | None] = [kept.get(tid) for tid in ids]
