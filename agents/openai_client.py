@@ -336,7 +336,8 @@ class ChatAgent:
     Replies carry text only (an API gives no token ids). Each request's seed is sent as
     the ``seed`` field (servers that honour it, such as vLLM, then sample reproducibly).
     A request that fails for good raises its :class:`ChatAPIError` (``on_error="raise"``)
-    or becomes an empty reply, which the parser marks invalid (``on_error="empty"``);
+    or becomes an empty reply marked with the error (``on_error="empty"``): its episode
+    ends as failed-by-error, is retried, and is never scored as the model's failure;
     ``failed_requests`` counts those.
     """
 
@@ -364,7 +365,7 @@ class ChatAgent:
                 if self.on_error == "raise":
                     raise res
                 self.failed_requests += 1
-                replies.append(AgentReply(""))
+                replies.append(AgentReply("", error=str(res)))
             else:
                 replies.append(AgentReply(res.text))
         return replies

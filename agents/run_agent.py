@@ -54,7 +54,7 @@ def make_agent(run_dir: str, **options: Any) -> RunAgent:
     Raises:
         FileNotFoundError: ``run_dir`` is not a run folder or holds no complete checkpoint.
     """
-    from opid_gym.checkpoint import find_latest, load_checkpoint
+    from opid_gym.checkpoint import CheckpointError, load_latest
     from opid_gym.run_folder import RunError, load_run_config
     from opid_gym.train import make_policy
 
@@ -63,14 +63,17 @@ def make_agent(run_dir: str, **options: Any) -> RunAgent:
         cfg = load_run_config(folder)
     except RunError as exc:
         raise FileNotFoundError(str(exc)) from None
-    latest = find_latest(folder / "checkpoints")
-    if latest is None:
+    try:  # the newest intact checkpoint (damaged ones are skipped with a warning)
+        found = load_latest(folder / "checkpoints")
+    except CheckpointError as exc:
+        raise FileNotFoundError(str(exc)) from None
+    if found is None:
         raise FileNotFoundError(f"run folder {folder} has no complete checkpoint")
     sampling, model_opts = split_options(options, _SAMPLING_KEYS, _MODEL_KEYS)
     if model_opts:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **model_opts))
     policy = make_policy(cfg)
-    meta, objects = load_checkpoint(latest)
+    _, meta, objects = found
     policy.module.load_state_dict(objects["trainer"]["model"])
     policy.module.eval()
     step = int(meta.get("loop", {}).get("step", meta.get("step", 0)))

@@ -57,12 +57,17 @@ def leaderboard(args: argparse.Namespace) -> int:
         print(f"note: no measured results for {args.env} in {store.path}", file=sys.stderr)
     pages = []
     for name in names:
+        chosen, others = args.protocol, []
+        if chosen is None and not args.allow_mixed and len({r.protocol_hash for r in records
+                                                            if r.benchmark == name}) > 1:
+            chosen, others = _default_protocol(records, name)  # the official protocol; the rest listed below
         try:
-            board = build_leaderboard(records, name, protocol_hash=args.protocol, allow_mixed=args.allow_mixed,
-                                      references=args.references)
+            board = build_leaderboard(records, name, protocol_hash=chosen, allow_mixed=args.allow_mixed,
+                                      references=args.references,
+                                      include_incomplete=getattr(args, "include_incomplete", False))
         except ProtocolMismatchError as exc:
             raise CLIError(f"{name}: {exc}") from None
-        pages.append(render(board, args.format))
+        pages.append(_other_protocols(render(board, args.format), name, others, args.format))
     text = _join(pages, args.format)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
@@ -70,6 +75,31 @@ def leaderboard(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
+
+
+def _default_protocol(records: list, name: str) -> tuple[str, list[tuple[str, str, int]]]:
+    import opid_gym
+    from benchmarks.leaderboard import default_protocol
+
+    return default_protocol(records, opid_gym.BENCHMARKS.get(name))
+
+
+def _other_protocols(page: str, name: str, others: list[tuple[str, str, int]], fmt: str) -> str:
+    """``page`` with the protocols it does not show listed below it, with how to view each
+    (CSV stays one plain table)."""
+    if not others or fmt == "csv":
+        return page
+    lines = [f"other protocols of {name} in the results store (not ranked above):"]
+    lines += [f"  {pid}#{h}: {n} record(s); view with: opid-bench leaderboard --env {name} --protocol {h}"
+              for h, pid, n in others]
+    lines.append(f"  or rank all of them together with: opid-bench leaderboard --env {name} --allow-mixed")
+    if fmt == "html":
+        import html
+
+        items = "".join(f"<li>{html.escape(line.strip())}</li>" for line in lines[1:])
+        return page.replace("</body>", f'<p class="note">{html.escape(lines[0])}</p><ul class="note">{items}</ul>'
+                                       "</body>")
+    return page.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
 
 
 def _join(pages: list[str], fmt: str) -> str:
@@ -113,8 +143,9 @@ def results(args: argparse.Namespace) -> int:
     rows = store.query(benchmark=args.env)
     print(f"{store.path}: {len(rows)} record(s)")
     print(f"{'created':25s} {'kind':4s} {'benchmark':18s} {'protocol':34s} {'learner':10s} {'model':24s} "
-          f"{'seed':>4s} {'success':>7s} {'episodes':>8s}")
+          f"{'seed':>4s} {'success':>7s} {'episodes':>8s} {'errors':>6s}")
     for r in rows:
         print(f"{r.created:25s} {r.kind:4s} {r.benchmark:18s} {r.protocol_id + '#' + r.protocol_hash:34s} "
-              f"{r.learner or '-':10s} {r.model[:24]:24s} {r.seed:4d} {100 * r.success_rate:6.1f}% {r.episodes:8d}")
+              f"{r.learner or '-':10s} {r.model[:24]:24s} {r.seed:4d} {100 * r.success_rate:6.1f}% {r.episodes:8d} "
+              f"{int(r.errors or 0):6d}" + ("  incomplete" if r.errors else ""))
     return 0

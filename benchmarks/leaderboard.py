@@ -67,6 +67,9 @@ class Entry:
     eval_mode: str | None = None
     """``plain`` or ``skills`` (the library skills were in the evaluation prompts); None:
     an evaluation that records no mode (scripted agents, older records)."""
+    errors: int = 0
+    """Episodes that failed by error (worker or backend), summed over the seeds; a row
+    with errors is incomplete and shown only when asked (``include_incomplete``)."""
 
     @property
     def n(self) -> int:
@@ -185,6 +188,7 @@ def build_leaderboard(
     protocol_hash: str | None = None,
     allow_mixed: bool = False,
     references: str = "main",
+    include_incomplete: bool = False,
 ) -> Leaderboard:
     """Rank the records of ``benchmark``.
 
@@ -194,8 +198,13 @@ def build_leaderboard(
         protocol_hash: keep only this protocol (a unique prefix is enough).
         allow_mixed: rank several protocol hashes together (each row keeps its hash).
         references: ``main`` (paper tables), ``all`` (also ablations), ``none``.
+        include_incomplete: also rank records with episodes that failed by error
+            (``errors > 0``); by default they are left out and counted in a note.
     """
     mine = select_protocol([r for r in records if r.benchmark == benchmark], protocol_hash, allow_mixed)
+    incomplete = [r for r in mine if int(r.errors or 0) > 0]
+    if not include_incomplete:
+        mine = [r for r in mine if int(r.errors or 0) == 0]
     groups: dict[tuple[str | None, str | None, str, str], dict[int, ResultRecord]] = defaultdict(dict)
     for r in sorted(mine, key=lambda r: r.created):
         groups[(r.learner, eval_mode(r), r.model, r.protocol_hash)][int(r.seed)] = r  # latest per seed
@@ -218,6 +227,7 @@ def build_leaderboard(
             device_hours=sum(float(r.cost.get("wall_seconds", 0.0)) * int(r.cost.get("devices", 1)) / 3600
                              for r in recs),
             device_kind="/".join(sorted(kinds)), record_ids=[r.id for r in recs], eval_mode=mode,
+            errors=sum(int(r.errors or 0) for r in recs),
         ))
     entries.sort(key=lambda e: (-e.success.mean, -e.n, e.model, e.label))
     refs = [] if references == "none" else reference_rows(benchmark, include_extra=references == "all")
@@ -225,6 +235,12 @@ def build_leaderboard(
     if entries:
         notes.append("success %: mean over seeds (each seed once, its latest record) ± the Student-t 95% half-width; "
                      "the CI column clips that interval to [0, 100]; one seed has no interval.")
+    if incomplete and not include_incomplete:
+        notes.append(f"{len(incomplete)} incomplete record(s) left out (episodes failed by error and were not "
+                     "scored); show them with --include-incomplete.")
+    elif incomplete:
+        notes.append("--include-incomplete: rows with errors > 0 are incomplete (their failed episodes were not "
+                     "scored); do not compare them with complete rows.")
     if len({e.protocol_hash for e in entries}) > 1:
         notes.append("--allow-mixed: rows come from different protocols (see the hash column); "
                      "their numbers were not measured the same way.")
@@ -234,6 +250,28 @@ def build_leaderboard(
     protocols = sorted({(e.protocol_id, e.protocol_hash) for e in entries})
     return Leaderboard(benchmark, protocols, entries, refs, [k for k in extra_keys
                                                              if any(k in e.extra for e in entries)], types, notes)
+
+
+def default_protocol(records: Sequence[ResultRecord], benchmark: Any) -> tuple[str, list[tuple[str, str, int]]]:
+    """The protocol hash a leaderboard shows by default, and the others as ``(hash, id, records)``.
+
+    The default is the official protocol: the benchmark's whole evaluation split at its
+    current version and settings (``protocol_id(benchmark)``, no ``--episodes`` subset,
+    no overrides), its newest hash when the data changed; when no record has it, the
+    protocol of the newest record.
+    """
+    from benchmarks.protocols import protocol_id
+
+    mine = sorted((r for r in records if r.benchmark == benchmark.name), key=lambda r: r.created)
+    if not mine:
+        raise ValueError(f"no records of {benchmark.name}")
+    official = [r for r in mine if r.protocol_id == protocol_id(benchmark)]
+    chosen = (official or mine)[-1].protocol_hash
+    counts: dict[str, list[ResultRecord]] = defaultdict(list)
+    for r in mine:
+        counts[r.protocol_hash].append(r)
+    others = [(h, rs[-1].protocol_id, len(rs)) for h, rs in counts.items() if h != chosen]
+    return chosen, sorted(others, key=lambda o: (o[1], o[0]))
 
 
 # --------------------------------------------------------------------- render
@@ -260,20 +298,20 @@ def _hours(e: Entry) -> str:
 
 def rows_for_text(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
     """Header and cells shared by the table, markdown and CSV formats."""
-    header = ["rank", "source", "learner", "model", "success %", "95% CI", "seeds"]
+    header = ["rank", "source", "learner", "model", "success %", "95% CI", "seeds", "errors"]
     header += [f"{k} (x100)" for k in board.extra_metrics]
     header += [f"{t} %" for t in board.task_types]
     header += ["train steps", "tokens", "cost", "protocol"]
     cells = []
     for i, e in enumerate(board.entries, 1):
         row = [str(i), "measured", e.label, e.model, _mean_pm(e.success), _ci(e.success),
-               str(e.n)]
+               str(e.n), str(e.errors)]
         row += [_mean_pm(e.extra[k]) if k in e.extra else "" for k in board.extra_metrics]
         row += [_pct(e.per_type.get(t)) for t in board.task_types]
         row += [f"{e.train_steps:g}", f"{e.tokens:.0f}", _hours(e), f"{e.protocol_id}#{e.protocol_hash}"]
         cells.append(row)
     for r in board.references:
-        row = ["", r.label, r.learner or r.method, r.model, _pct(r.values["success_rate"]), "", "paper"]
+        row = ["", r.label, r.learner or r.method, r.model, _pct(r.values["success_rate"]), "", "paper", ""]
         row += [_pct(r.values.get(k)) for k in board.extra_metrics]
         row += ["" for _ in board.task_types]
         row += ["", "", "", r.note or r.method]
@@ -319,7 +357,8 @@ def to_csv(board: Leaderboard) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     extra_cols = [c for k in board.extra_metrics for c in (f"{k}_mean", f"{k}_low", f"{k}_high")]
-    w.writerow(["benchmark", "source", "learner", "model", "seeds", "success_mean", "success_low", "success_high",
+    w.writerow(["benchmark", "source", "learner", "model", "seeds", "errors", "success_mean", "success_low",
+                "success_high",
                 *extra_cols, *[f"type_{t}" for t in board.task_types], "train_steps", "tokens", "device_hours",
                 "device_kind", "protocol_id", "protocol_hash", "note"])
     blank = lambda v: "" if v is None else v  # noqa: E731
@@ -328,13 +367,13 @@ def to_csv(board: Leaderboard) -> str:
                  ((blank(e.extra[k].mean), blank(e.extra[k].low), blank(e.extra[k].high)) if k in e.extra
                   else ("", "", ""))]
         w.writerow([board.benchmark, "measured", e.label if e.learner or e.eval_mode else "", e.model, e.n,
-                    e.success.mean,
+                    e.errors, e.success.mean,
                     blank(e.success.low), blank(e.success.high), *extra,
                     *[e.per_type.get(t, "") for t in board.task_types], e.train_steps, e.tokens, e.device_hours,
                     e.device_kind, e.protocol_id, e.protocol_hash, ""])
     for r in board.references:
         extra = [x for k in board.extra_metrics for x in (r.values.get(k, ""), "", "")]
-        w.writerow([board.benchmark, r.label, r.learner or "", r.model, "", r.values["success_rate"], "", "",
+        w.writerow([board.benchmark, r.label, r.learner or "", r.model, "", "", r.values["success_rate"], "", "",
                     *extra, *["" for _ in board.task_types], "", "", "", "", "", "", f"{r.method}; {r.note}"])
     return buf.getvalue()
 
@@ -366,7 +405,8 @@ def _ci_svg(mean: float, low: float | None, high: float | None, published: bool 
 def to_html(board: Leaderboard) -> str:
     """A self-contained page (inline CSS and SVG, no scripts, no network)."""
     e_ = html.escape
-    head = ["#", "source", "learner", "model", "success % (mean ± 95% CI half-width)", "95% CI", "", "seeds"]
+    head = ["#", "source", "learner", "model", "success % (mean ± 95% CI half-width)", "95% CI", "", "seeds",
+            "errors"]
     head += [f"{k} ×100" for k in board.extra_metrics] + [f"{t} %" for t in board.task_types]
     head += ["train steps", "tokens", "cost", "protocol"]
     rows = []
@@ -375,7 +415,7 @@ def to_html(board: Leaderboard) -> str:
                  f"<td>{e_(e.label)}</td>", f'<td class="nw">{e_(e.model)}</td>',
                  f'<td class="num">{e_(_mean_pm(e.success))}</td>', f'<td class="num nw">{e_(_ci(e.success))}</td>',
                  f"<td>{_ci_svg(e.success.mean, e.success.low, e.success.high)}</td>",
-                 f'<td class="num seeds">{e.n}</td>']
+                 f'<td class="num seeds">{e.n}</td>', f'<td class="num errors">{e.errors}</td>']
         cells += [f'<td class="num">{e_(_mean_pm(e.extra[k])) if k in e.extra else ""}</td>'
                   for k in board.extra_metrics]
         cells += [f'<td class="num">{_pct(e.per_type.get(t))}</td>' for t in board.task_types]
@@ -387,7 +427,7 @@ def to_html(board: Leaderboard) -> str:
         cells = ['<td></td>', f'<td class="src"><span class="tag published">{e_(r.label)}</span></td>',
                  f"<td>{e_(r.learner or r.method)}</td>", f'<td class="nw">{e_(r.model)}</td>',
                  f'<td class="num">{v:.1f}</td>', '<td class="num">—</td>', f"<td>{_ci_svg(v, None, None, True)}</td>",
-                 '<td class="num">paper</td>']
+                 '<td class="num">paper</td>', '<td></td>']
         cells += [f'<td class="num">{_pct(r.values.get(k))}</td>' for k in board.extra_metrics]
         cells += ["<td></td>" for _ in board.task_types]
         cells += ["<td></td>", "<td></td>", "<td></td>", f"<td>{e_(r.note or r.method)}</td>"]

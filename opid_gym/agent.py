@@ -53,6 +53,9 @@ class AgentReply:
     prompt_token_ids: list[int] | None = None
     token_ids: list[int] | None = None
     logprobs: list[float] | None = None
+    error: str | None = None
+    """Set when the model backend failed for this request (the text is then empty): the
+    episode ends as failed-by-error (retried, never scored as the agent's failure)."""
 
 
 class Agent(Protocol):
@@ -75,7 +78,7 @@ def make_agent(spec: str, **options: Any) -> Agent:
     """
     import opid_gym
     from opid_gym import builtin
-    from opid_gym.registry import load_object, suggest
+    from opid_gym.registry import UnknownNameError, load_object, suggest
 
     prefix, sep, rest = spec.partition(":")
     if sep and prefix in builtin.AGENT_PREFIXES:
@@ -84,4 +87,4 @@ def make_agent(spec: str, **options: Any) -> Agent:
     if spec in opid_gym.AGENTS:
         return opid_gym.AGENTS.get(spec)(**options)
     known = opid_gym.AGENTS.names() + [f"{p}:<model>" for p in builtin.AGENT_PREFIXES]
-    raise KeyError(f"unknown agent {spec!r}." + suggest(spec, known))
+    raise UnknownNameError(f"unknown agent {spec!r}." + suggest(spec, known))

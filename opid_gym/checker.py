@@ -12,9 +12,11 @@ The contract every opid-gym environment must keep:
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 from opid_gym.env import INFO_KEYS
 
@@ -32,6 +34,35 @@ def _check(results: list[CheckResult], name: str, fn: Callable[[], str | None]) 
         results.append(CheckResult(name, True, detail))
     except Exception as exc:  # the verdict reports, it does not crash
         results.append(CheckResult(name, False, f"{type(exc).__name__}: {exc}"))
+
+
+PROJECT_PACKAGES = ("opid_gym", "environments", "agents", "learners", "benchmarks")
+"""The project's top-level packages: a warning raised from code under one of them is ours."""
+
+
+def project_dirs() -> list[Path]:
+    """The folders of the project's packages as installed here (importable ones only)."""
+    import importlib.util
+
+    dirs = []
+    for name in PROJECT_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            dirs.append(Path(location).resolve())
+    return dirs
+
+
+def is_own_file(filename: str, own_dirs: Sequence[Path]) -> bool:
+    """Whether ``filename`` (a warning's source file) lies under one of ``own_dirs``.
+
+    Decided by folders, never by names in the path: a checkout in ``~/opid-gym`` holds
+    its virtual environment (``~/opid-gym/.venv/.../textworld``), whose warnings are not ours.
+    """
+    try:
+        path = Path(filename).resolve()
+    except (OSError, ValueError):
+        return False
+    return any(path == d or d in path.parents for d in own_dirs)
 
 
 def check_env(env_id: str, **kwargs: Any) -> list[CheckResult]:
@@ -57,7 +88,8 @@ def check_env(env_id: str, **kwargs: Any) -> list[CheckResult]:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             gym_check_env(base, skip_render_check=True, skip_close_check=True)
-        ours = [str(w.message) for w in caught if "opid" in str(w.filename) or "environments" in str(w.filename)]
+        own = project_dirs() + [Path(inspect.getfile(type(base))).resolve().parent]  # and the env's own package
+        ours = [str(w.message) for w in caught if is_own_file(str(w.filename), own)]
         if ours:
             raise AssertionError("; ".join(ours))
         return f"{len(caught)} warning(s) from upstream code" if caught else ""

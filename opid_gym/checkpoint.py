@@ -9,8 +9,8 @@ Layout (under ``run_dir/checkpoints/``)::
 Writing (:func:`save_checkpoint`):
 
 1. every file goes into a fresh hidden folder ``.tmp-step_NNNNNN-<pid>``, each one
-   flushed and ``fsync``-ed; ``meta.json`` (step, file names and sizes) is written
-   last, so a folder without a matching ``meta.json`` is incomplete by definition;
+   flushed and ``fsync``-ed; ``meta.json`` (step, file names, sizes and sha256) is
+   written last, so a folder without a matching ``meta.json`` is incomplete by definition;
 2. the folder is renamed to ``step_NNNNNN`` (an atomic rename on POSIX file systems)
    and the parent folder is ``fsync``-ed;
 3. ``latest`` is replaced atomically (temp file + ``os.replace``);
@@ -20,14 +20,22 @@ A kill at any point leaves the previous complete checkpoint untouched.
 :func:`find_latest` trusts ``latest`` only if it names a complete folder, and also
 picks a newer complete folder if a kill fell between steps 2 and 3; hidden and
 incomplete folders are ignored (and swept by the next save).
+
+Loading (:func:`load_latest`): each file's sha256 is checked against the meta before
+it is unpickled. A damaged newest checkpoint (changed bytes, a cut file, a bad header)
+gives a warning naming it, and the next older intact one is loaded; when checkpoint
+folders exist but none is intact, :class:`CheckpointError` says so (a resume never
+silently starts over).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -73,11 +81,36 @@ def _atomic_write_text(path: Path, text: str) -> None:
     _fsync_dir(path.parent)
 
 
+def non_finite(obj: Any, where: str = "") -> str | None:
+    """The path of the first floating tensor in ``obj`` (nested dicts, lists, tuples) that holds
+    a NaN or an infinity, else None."""
+    if isinstance(obj, torch.Tensor):
+        if obj.is_floating_point() and obj.numel() and not bool(torch.isfinite(obj).all()):
+            return where or "<tensor>"
+        return None
+    if isinstance(obj, dict):
+        items: Any = obj.items()
+    elif isinstance(obj, (list, tuple)):
+        items = enumerate(obj)
+    else:
+        return None
+    for key, value in items:
+        found = non_finite(value, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
+
+
 def save_checkpoint(root: Path, step: int, objects: dict[str, Any], meta: dict[str, Any], *, keep: int = 2) -> Path:
     """Write ``objects`` (name → torch-saveable object) and ``meta`` as checkpoint ``step``.
 
-    Returns the checkpoint folder. See the module docstring for the guarantees.
+    Returns the checkpoint folder. See the module docstring for the guarantees. Raises
+    :class:`CheckpointError` (and writes nothing) when a floating tensor holds NaN or
+    infinity: a diverged update never replaces the last good checkpoint.
     """
+    bad = non_finite(objects)
+    if bad is not None:
+        raise CheckpointError(f"step {step}: {bad} holds NaN or infinity; checkpoint not written")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     _sweep_stale(root)
@@ -87,13 +120,15 @@ def save_checkpoint(root: Path, step: int, objects: dict[str, Any], meta: dict[s
         shutil.rmtree(tmp)
     tmp.mkdir()
     files: dict[str, int] = {}
+    digests: dict[str, str] = {}
     for key, obj in objects.items():
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
             raise ValueError(f"bad checkpoint entry name {key!r}")
         path = tmp / f"{key}.pt"
         _write_bytes_file(path, lambda f, obj=obj: torch.save(obj, f))
         files[f"{key}.pt"] = path.stat().st_size
-    full_meta = {**meta, "step": step, "files": files}
+        digests[f"{key}.pt"] = file_sha256(path)
+    full_meta = {**meta, "step": step, "files": files, "sha256": digests}
     _write_bytes_file(tmp / META, lambda f: f.write(json.dumps(full_meta, indent=1).encode("utf-8")))
     _fsync_dir(tmp)
     final = root / name
@@ -117,6 +152,34 @@ def is_complete(folder: Path) -> bool:
         return all((folder / f).stat().st_size == size for f, size in meta["files"].items())
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(folder: Path) -> str | None:
+    """Why ``folder`` is not an intact checkpoint (None when it is): a missing or unreadable
+    meta, a file of another size, or a file whose sha256 differs from the meta's."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / META).read_text(encoding="utf-8"))
+        files, digests = meta["files"], meta.get("sha256")
+        for fname, size in files.items():
+            if (folder / fname).stat().st_size != size:
+                return f"{fname} has {(folder / fname).stat().st_size} bytes, the meta says {size}"
+        if digests is None:
+            return None  # written before checksums were recorded: sizes are all we can check
+        for fname in files:
+            if fname not in digests or file_sha256(folder / fname) != digests[fname]:
+                return f"{fname} does not match its sha256 in {META} (changed bytes)"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return f"unreadable {META} or file ({type(exc).__name__}: {exc})"
+    return None
 
 
 def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
@@ -149,19 +212,50 @@ def find_latest(root: Path) -> Path | None:
 
 
 def load_checkpoint(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(meta, objects)`` of a complete checkpoint folder.
+    """``(meta, objects)`` of an intact checkpoint folder (sizes and sha256 checked).
 
     Files are our own (written by :func:`save_checkpoint`), so they are loaded with
-    ``weights_only=False`` (RNG states hold numpy arrays).
+    ``weights_only=False`` (RNG states hold numpy arrays). Raises
+    :class:`CheckpointError` for a damaged folder.
     """
     folder = Path(folder)
-    if not is_complete(folder):
-        raise CheckpointError(f"{folder} is not a complete checkpoint")
+    problem = verify(folder)
+    if problem is not None:
+        raise CheckpointError(f"{folder} is not an intact checkpoint: {problem}")
     meta = json.loads((folder / META).read_text(encoding="utf-8"))
     objects = {}
     for fname in meta["files"]:
-        objects[fname[:-3]] = torch.load(folder / fname, map_location="cpu", weights_only=False)
+        try:
+            objects[fname[:-3]] = torch.load(folder / fname, map_location="cpu", weights_only=False)
+        except Exception as exc:  # unpickling errors of every kind: the file is damaged
+            raise CheckpointError(f"{folder / fname} cannot be loaded ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     return meta, objects
+
+
+def load_latest(root: Path) -> tuple[Path, dict[str, Any], dict[str, Any]] | None:
+    """The newest intact checkpoint under ``root`` as ``(folder, meta, objects)``.
+
+    Damaged checkpoints are skipped with a warning naming them. None when there is no
+    checkpoint folder at all (a run killed before its first checkpoint); raises
+    :class:`CheckpointError` when there are checkpoint folders but none is intact.
+    """
+    root = Path(root)
+    folders = sorted((int(m.group(1)), child) for child in (root.iterdir() if root.is_dir() else [])
+                     if (m := _STEP_DIR.match(child.name)) and child.is_dir())
+    problems = []
+    for _, folder in reversed(folders):
+        try:
+            meta, objects = load_checkpoint(folder)
+        except CheckpointError as exc:
+            problems.append(str(exc))
+            warnings.warn(f"skipping damaged checkpoint {folder}: {exc}", stacklevel=2)
+            continue
+        return folder, meta, objects
+    if folders:
+        raise CheckpointError(f"no intact checkpoint in {root} ({len(folders)} damaged: "
+                              f"{'; '.join(problems)}); nothing to resume from")
+    return None
 
 
 def _sweep_stale(root: Path) -> None:

@@ -19,6 +19,13 @@ class CLIError(Exception):
     """A user error: printed as one clear line, exit code 2, no traceback."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2): the usage block is for ``--help``."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _data_kwargs(args: argparse.Namespace, env_id: str) -> dict[str, Any]:
     """``data_root`` for environments whose constructor takes one (third-party ones may not)."""
     from opid_gym.registry import accepts
@@ -117,6 +124,20 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skills", nargs="?", const="library", default=None, metavar="DIR",
                    help="show the static skill library in every prompt (Skill-Prompt*; with run:<dir>, "
                         "e.g. Skill-GRPO*): the packaged library, or the library folder DIR")
+    p.add_argument("--retries", type=int, default=2, metavar="N",
+                   help="run an episode whose environment worker or model backend failed again, up to N "
+                        "times, on a fresh worker (default 2); episodes that still fail are errors")
+    p.add_argument("--allow-errors", action="store_true",
+                   help="exit 0 even when episodes failed by error (the result is still marked incomplete)")
+
+
+def _check_eval_args(args: argparse.Namespace) -> None:
+    """Numbers that would make a meaningless evaluation are user errors (exit 2)."""
+    for flag, value, low in (("--episodes", args.limit, 1), ("--max-steps", args.max_steps, 1),
+                             ("--workers", args.workers, 0), ("--max-concurrent", args.max_concurrent, 1),
+                             ("--retries", args.retries, 0)):
+        if value is not None and value < low:
+            raise CLIError(f"{flag} must be >= {low}, got {value}")
 
 
 def _skills_hook(args: argparse.Namespace, bench: Any) -> Any:
@@ -162,8 +183,9 @@ def _env_options(env_id: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from opid_gym.agent import make_agent
-    from opid_gym.evaluate import evaluate
+    from opid_gym.evaluate import EvalOutputError, evaluate
 
+    _check_eval_args(args)
     bench = _benchmark(args.env)
     if args.max_steps is not None:
         bench = bench.with_overrides(max_steps=args.max_steps)
@@ -178,26 +200,72 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from exc
     except (TypeError, ValueError, FileNotFoundError) as exc:
         raise CLIError(f"cannot build agent {args.agent!r}: {exc}") from exc
-    summary, _ = evaluate(
-        bench, agent, agent_name=args.agent, env_kwargs=_data_kwargs(args, bench.env_id), limit=args.limit,
-        workers=args.workers, seed=args.seed, max_concurrent=args.max_concurrent, out_dir=args.out,
-        progress="off" if args.no_progress else ("bar" if sys.stderr.isatty() else "lines"), prompt_hook=hook,
-    )
+    recorded_options = {k: ("<redacted>" if k == "api_key" else v) for k, v in options.items()}
+    out_dir = _eval_out_dir(args)
+    try:
+        summary, _ = evaluate(
+            bench, agent, agent_name=args.agent, env_kwargs=_data_kwargs(args, bench.env_id), limit=args.limit,
+            workers=args.workers, seed=args.seed, max_concurrent=args.max_concurrent, out_dir=out_dir,
+            progress="off" if args.no_progress else ("bar" if sys.stderr.isatty() else "lines"), prompt_hook=hook,
+            retries=args.retries, continue_from=_eval_identity(args, recorded_options) if out_dir else None,
+        )
+    except EvalOutputError as exc:
+        raise CLIError(str(exc)) from None
+    except KeyboardInterrupt:
+        kept = f"; finished episodes are kept in {out_dir}, run the same command to continue" if out_dir else ""
+        print(f"\nopid-bench: interrupted{kept}", file=sys.stderr)
+        return 130
     _print_summary(summary)
     usage = getattr(agent, "usage", None)
     if usage is not None:
         print(f"API usage: {usage.calls} calls, {usage.failures} failed, {usage.prompt_tokens} prompt tokens, "
               f"{usage.completion_tokens} completion tokens")
     if not args.no_record:
-        db = _record_eval(args, summary, {k: ("<redacted>" if k == "api_key" else v) for k, v in options.items()},
-                          agent)
-        print(f"protocol {summary.protocol_id}#{summary.protocol_hash}; recorded in {db}")
+        db = _record_eval(args, summary, recorded_options, agent, out_dir)
+        print(f"protocol {summary.protocol_id}#{summary.protocol_hash}; recorded in {db}"
+              + ("" if summary.complete else " (marked incomplete)"))
     if args.json:
         print(json.dumps(summary.to_dict()))
+    if not summary.complete:
+        print(f"opid-bench: {summary.errors} episode(s) failed by error after {args.retries} retries and are "
+              "left out of the score; the result is incomplete" + ("" if args.allow_errors else
+                                                                  " (exit 1; --allow-errors exits 0)"),
+              file=sys.stderr)
+        return 0 if args.allow_errors else 1
     return 0
 
 
-def _record_eval(args: argparse.Namespace, summary: Any, agent_options: dict[str, Any], agent: Any = None) -> Path:
+def _eval_out_dir(args: argparse.Namespace) -> Path | None:
+    """Where ``eval --out`` writes: the folder itself, or ``<run>/eval/cli-...`` for a run folder
+    (an evaluation never overwrites a run's own files). Checked writable before any episode."""
+    from opid_gym.evaluate import EvalOutputError, check_writable
+
+    if args.out is None:
+        return None
+    out = Path(args.out)
+    if (out / "config.json").is_file() and ((out / "metrics.jsonl").exists() or (out / "checkpoints").exists()):
+        import re
+
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"cli-{args.env}-{args.agent}-seed{args.seed}"
+                      + (f"-n{args.limit}" if args.limit else "")).strip("-")
+        out = out / "eval" / name
+        print(f"note: {args.out} is a run folder; this evaluation writes to {out}", file=sys.stderr)
+    try:
+        check_writable(out)
+    except EvalOutputError as exc:
+        raise CLIError(str(exc)) from None
+    return out
+
+
+def _eval_identity(args: argparse.Namespace, agent_options: dict[str, Any]) -> dict[str, Any]:
+    """What makes two ``eval --out`` invocations the same evaluation (so the second continues the first)."""
+    return {"benchmark": args.env, "agent": args.agent, "agent_options": agent_options, "limit": args.limit,
+            "max_steps": args.max_steps, "seed": args.seed, "env_options": _parse_kv(args.env_opt),
+            "skills": args.skills}
+
+
+def _record_eval(args: argparse.Namespace, summary: Any, agent_options: dict[str, Any], agent: Any = None,
+                 out_dir: Path | None = None) -> Path:
     """Append this evaluation to the results store (opid_gym/results.py).
 
     Model agents record their ``eval_mode`` (``plain``, or ``skills`` with ``--skills``);
@@ -219,7 +287,7 @@ def _record_eval(args: argparse.Namespace, summary: Any, agent_options: dict[str
         config["run_dir"] = agent.run_dir
         config["checkpoint_step"] = getattr(agent, "step", None)
     record = eval_record(summary.to_dict(), agent=args.agent, config=config, workers=args.workers,
-                         source=str(args.out) if args.out else None, learner=getattr(agent, "learner", None),
+                         source=str(out_dir) if out_dir else None, learner=getattr(agent, "learner", None),
                          model=getattr(agent, "model_name", None))
     store = ResultsStore(resolve_results_path(getattr(args, "results_db", None)))
     store.append(record)
@@ -259,11 +327,14 @@ def _api_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _print_summary(summary: Any) -> None:
-    print(f"\n{summary.benchmark}  agent={summary.agent}  episodes={summary.episodes}  errors={summary.errors}")
-    print(f"{'task type':14s} {'episodes':>8s} {'success':>8s}")
+    print(f"\n{summary.benchmark}  agent={summary.agent}  episodes={summary.episodes}  errors={summary.errors}"
+          + ("" if summary.complete else "  (incomplete: errors are left out of the score)"))
+    print(f"{'task type':14s} {'episodes':>8s} {'success':>8s} {'errors':>6s}")
     for name, s in summary.per_type.items():
-        print(f"{name:14s} {int(s['episodes']):8d} {100 * s['success_rate']:7.1f}%")
-    print(f"{'overall':14s} {summary.episodes:8d} {100 * summary.success_rate:7.1f}%")
+        print(f"{name:14s} {int(s['episodes']):8d} {100 * s['success_rate']:7.1f}% {int(s.get('errors', 0)):6d}")
+    print(f"{'overall':14s} {summary.episodes:8d} {100 * summary.success_rate:7.1f}% {summary.errors:6d}")
+    if summary.retried:
+        print(f"{summary.retried} episode run(s) repeated after a worker or backend failure")
     extra = "  ".join(f"{k}={v:.4g}" for k, v in summary.metrics.items())
     print(f"mean length {summary.mean_length:.2f}  invalid-action rate {summary.invalid_rate:.3f}  "
           f"{summary.seconds:.1f}s  {extra}")
@@ -304,6 +375,8 @@ def _add_leaderboard(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="table", choices=["table", "md", "csv", "html"])
     p.add_argument("--protocol", default=None, metavar="HASH", help="keep only results of this protocol hash")
     p.add_argument("--allow-mixed", action="store_true", help="rank results of different protocol hashes together")
+    p.add_argument("--include-incomplete", action="store_true",
+                   help="also rank results with episodes that failed by error (incomplete; default: left out)")
     p.add_argument("--references", default="main", choices=["main", "all", "none"],
                    help="published paper rows: main tables, all (with ablations), none")
     p.add_argument("--out", type=Path, default=None, help="write to this file instead of stdout")
@@ -374,7 +447,7 @@ _RESULTS_HELP = "results database (default: $OPID_GYM_RESULTS, else ~/.cache/opi
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="opid-bench", description="opid-gym: train and evaluate LLM agents.")
+    parser = _Parser(prog="opid-bench", description="opid-gym: train and evaluate LLM agents.")
     parser.add_argument("--data-root", default=None, help=f"benchmark data folder (default: ${ENV_VAR})")
     parser.add_argument("--results-db", default=None, help=_RESULTS_HELP)
     subs = parser.add_subparsers(dest="command", required=True)
@@ -389,16 +462,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from opid_gym.backend import BackendError
+    from opid_gym.config import ConfigError
     from opid_gym.data import DataNotFoundError
     from opid_gym.registry import UnknownNameError
+    from opid_gym.results import ResultsStoreError, set_command_line
 
+    # the command as typed, before any library rewrites sys.argv (TextWorld's planner does)
+    set_command_line(["opid-bench", *argv] if argv is not None else ["opid-bench", *sys.argv[1:]])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CLIError, UnknownNameError, DataNotFoundError, BackendError) as exc:
-        print(f"opid-bench: error: {exc}", file=sys.stderr)
+    except (CLIError, UnknownNameError, DataNotFoundError, BackendError, ConfigError, ResultsStoreError) as exc:
+        print(f"opid-bench: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # commands that keep partial work say so themselves
+        print("\nopid-bench: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error message on one line (multi-line messages joined with ' | ')."""
+    return " | ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m opid_gym.cli`: run the imported module's main, so that errors raised as
+    # opid_gym.cli.CLIError (by launch, benchmarks) are the class main catches
+    from opid_gym.cli import main as _main
+
+    sys.exit(_main())

@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 from opid_gym.learner import ConfigError, LearnerConfig
@@ -104,6 +107,8 @@ class ModelConfig:
         _check(self.autocast in (None, "bfloat16", "float16"),
                f"model.autocast must be bfloat16|float16|null, got {self.autocast!r}")
         _check(self.cpu_threads is None or self.cpu_threads >= 1, "model.cpu_threads must be >= 1 or null")
+        _check(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None,
+               f"model.device must be auto, cpu, mps, cuda or cuda:N, got {self.device!r}")
 
 
 @dataclass(frozen=True)
@@ -408,17 +413,27 @@ def coerce(value: Any, tp: Any, key: str, *, from_text: bool) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             if isinstance(value, (int, float)):
-                return float(value)
-            if from_text and isinstance(value, str):
-                return float(value.strip())
-            raise ValueError
+                number = float(value)
+            elif from_text and isinstance(value, str):
+                number = float(value.strip())
+            else:
+                raise ValueError
+            if math.isfinite(number):
+                return number
+            raise _NonFinite
         if inner is str:
             if isinstance(value, str):
                 return value
             raise ValueError
+    except _NonFinite:  # inf / nan would train to NaN weights
+        raise ConfigError(f"{key} must be a finite number, got {value!r}") from None
     except ValueError:
         raise ConfigError(f"{key} expects {_type_name(tp)}, got {value!r}") from None
     raise ConfigError(f"{key}: unsupported field type {tp!r}")
+
+
+class _NonFinite(Exception):
+    """A float setting that is infinite or NaN (raised and caught inside :func:`coerce`)."""
 
 
 def _section_fields(cfg: RunConfig) -> dict[str, dict[str, Any]]:
@@ -518,15 +533,23 @@ def config_from_dict(data: Mapping[str, Any]) -> RunConfig:
     return apply_overrides(base, flatten(rest))
 
 
-def load_config(path: str) -> RunConfig:
+def read_json_file(path: str | Path, what: str = "config file") -> Any:
+    """A JSON file's value; a missing, unreadable, binary or malformed file is a :class:`ConfigError`."""
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+            return json.load(f)
     except FileNotFoundError:
-        raise ConfigError(f"config file {path!r} not found") from None
+        raise ConfigError(f"{what} {str(path)!r} not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {str(path)!r} is not text (binary or damaged)") from None
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"config file {path!r} is not valid JSON: {exc}") from None
-    return config_from_dict(data)
+        raise ConfigError(f"{what} {str(path)!r} is not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+
+
+def load_config(path: str) -> RunConfig:
+    return config_from_dict(read_json_file(path))
 
 
 # ------------------------------------------------------------------ resolution

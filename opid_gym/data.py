@@ -37,12 +37,16 @@ def resolve_data_root(explicit: str | os.PathLike[str] | None = None) -> Path:
     return DEFAULT_ROOT.expanduser()
 
 
-def missing_data_message(dataset: str, expected: Path, download: str) -> str:
+def missing_data_message(dataset: str, expected: Path, download: str, *, holds: str | None = None,
+                         searched: bool = False) -> str:
+    """``holds``: the folder name DIR must contain (default: ``expected``'s parent's name);
+    ``searched``: the files were looked for anywhere under ``expected``."""
+    where = f"under {expected} (searched recursively)" if searched else f"at {expected}"
     return (
-        f"{dataset} data not found at {expected}.\n"
+        f"{dataset} data not found {where}.\n"
         f"  Download it with:  {download}\n"
         f"  or point opid-gym at an existing copy with --data-root DIR or {ENV_VAR}=DIR\n"
-        f"  (DIR is the folder that holds '{expected.parent.name}/' ...; see `opid-bench data status`)."
+        f"  (DIR is the folder that holds '{holds or expected.parent.name}/' ...; see `opid-bench data status`)."
     )
 
 

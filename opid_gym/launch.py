@@ -49,12 +49,9 @@ def cmd_run(args: Any) -> int:
     try:
         file_overrides = None
         if args.config:
-            try:
-                file_overrides = json.loads(Path(args.config).read_text(encoding="utf-8"))
-            except FileNotFoundError:
-                raise ConfigError(f"config file {args.config!r} not found") from None
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"config file {args.config!r} is not valid JSON: {exc}") from None
+            from opid_gym.config import read_json_file
+
+            file_overrides = read_json_file(args.config)
             if not isinstance(file_overrides, dict):
                 raise ConfigError(f"config file {args.config!r} must hold a JSON object")
         set_items = list(args.set_items)

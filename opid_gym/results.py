@@ -163,6 +163,26 @@ class ResultRecord:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+_COMMAND_LINE: list[str] | None = None
+
+
+def set_command_line(argv: list[str]) -> None:
+    """Remember the command line as the user typed it (the CLI calls this at entry).
+
+    Libraries may overwrite ``sys.argv`` while a command runs (TextWorld's planner sets it
+    to ``translate.py domain task``); records take the command captured here.
+    """
+    global _COMMAND_LINE
+    _COMMAND_LINE = list(argv)
+
+
+def command_line() -> str:
+    """The captured command line (:func:`set_command_line`), else ``sys.argv`` as it is now."""
+    import shlex
+
+    return shlex.join(_COMMAND_LINE if _COMMAND_LINE is not None else sys.argv)
+
+
 def _who() -> tuple[str, str]:
     try:
         user = getpass.getuser()
@@ -179,7 +199,7 @@ def new_record(**fields: Any) -> ResultRecord:
     defaults = dict(
         id=uuid.uuid4().hex,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        user=user, host=host, command=" ".join(sys.argv),
+        user=user, host=host, command=command_line(),
         versions={"opid_gym": opid_gym.__version__, "python": platform.python_version()},
     )
     return ResultRecord(**{**defaults, **fields})
@@ -215,6 +235,17 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+class ResultsStoreError(RuntimeError):
+    """The results database cannot be read or written (damaged, not a database, locked for good)."""
+
+
+def _damaged(path: Path, exc: BaseException) -> ResultsStoreError:
+    return ResultsStoreError(
+        f"the results database {path} is damaged or not a results database ({type(exc).__name__}: "
+        f"{str(exc).splitlines()[0] if str(exc) else exc!r}); move it aside (mv {path} {path}.bad) "
+        "to start a new one, or choose another with --results-db / $" + RESULTS_ENV_VAR)
+
+
 class ResultsStore:
     """An append-only SQLite table of :class:`ResultRecord` (safe for concurrent writers).
 
@@ -227,10 +258,42 @@ class ResultsStore:
         self.path = Path(path).expanduser()
         self.timeout = float(timeout)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.executescript(_SCHEMA)
-            con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        self._create()
+
+    def _create(self) -> None:
+        """Switch to WAL and create the tables, retrying while another process holds the lock.
+
+        Several processes creating one store at once: switching the journal mode takes an
+        exclusive lock and SQLite does not wait on it (no busy handler), so "database is
+        locked" is retried here with a growing pause until ``timeout``.
+        """
+        import random
+        import time
+
+        deadline = time.monotonic() + self.timeout
+        pause = 0.01
+        while True:
+            try:
+                con = self._connect()
+                try:
+                    if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                        con.execute("PRAGMA journal_mode=WAL")
+                    con.executescript(_SCHEMA)
+                    con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                finally:
+                    con.close()
+                return
+            except sqlite3.OperationalError as exc:
+                text = str(exc).lower()
+                if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                    if "locked" in text or "busy" in text:
+                        raise ResultsStoreError(f"the results database {self.path} stayed locked for "
+                                                f"{self.timeout:.0f}s ({exc})") from None
+                    raise _damaged(self.path, exc) from None
+                time.sleep(pause * (1 + random.random()))
+                pause = min(pause * 2, 0.5)
+            except sqlite3.DatabaseError as exc:
+                raise _damaged(self.path, exc) from None
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
@@ -251,9 +314,14 @@ class ResultsStore:
             con.execute("BEGIN IMMEDIATE")
             con.execute("INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
             con.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             if con.in_transaction:
-                con.execute("ROLLBACK")
+                try:
+                    con.execute("ROLLBACK")
+                except sqlite3.DatabaseError:
+                    pass
+            if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.IntegrityError):
+                raise _damaged(self.path, exc) from None
             raise
         finally:
             con.close()
@@ -277,21 +345,30 @@ class ResultsStore:
                 args.append(value)
         sql = "SELECT record FROM results" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY created, rowid"
-        return [ResultRecord.from_dict(json.loads(r[0])) for r in self._rows(sql, args)]
+        return [self._decode(r[0]) for r in self._rows(sql, args)]
 
     def get(self, record_id: str) -> ResultRecord | None:
         rows = self._rows("SELECT record FROM results WHERE id = ?", [record_id])
-        return ResultRecord.from_dict(json.loads(rows[0][0])) if rows else None
+        return self._decode(rows[0][0]) if rows else None
+
+    def _decode(self, text: Any) -> ResultRecord:
+        try:
+            return ResultRecord.from_dict(json.loads(text))
+        except (TypeError, ValueError) as exc:  # a garbled row: the file was damaged
+            raise _damaged(self.path, exc) from None
 
     def __len__(self) -> int:
         return int(self._rows("SELECT COUNT(*) FROM results", [])[0][0])
 
     def _rows(self, sql: str, args: list[Any]) -> list[tuple[Any, ...]]:
-        con = self._connect()
         try:
-            return con.execute(sql, args).fetchall()
-        finally:
-            con.close()
+            con = self._connect()
+            try:
+                return con.execute(sql, args).fetchall()
+            finally:
+                con.close()
+        except sqlite3.DatabaseError as exc:
+            raise _damaged(self.path, exc) from None
 
 
 # ----------------------------------------------------------- building records

@@ -59,6 +59,7 @@ class RolloutStats:
     agent_seconds: float = 0.0
     env_seconds: float = 0.0
     errors: int = 0
+    retried: int = 0
 
 
 @dataclass
@@ -165,11 +166,16 @@ def run_episodes(
         if len(replies) != len(requests):
             raise RuntimeError(f"agent {agent.name!r} answered {len(replies)} of {len(requests)} requests")
 
-        # 3. parse and step
+        # 3. parse and step (an episode whose reply is a backend failure ends as an error)
         parsed = [parse(reply.text) for reply in replies]
+        stepping = [j for j, reply in enumerate(replies) if getattr(reply, "error", None) is None]
         t0 = time.perf_counter()
-        answers = pool.step([(slot, p.action) for slot, p in zip(slots, parsed)])
+        stepped = pool.step([(slots[j], parsed[j].action) for j in stepping]) if stepping else []
         stats.env_seconds += time.perf_counter() - t0
+        answers: list[Any] = [EnvError(f"model backend failed: {getattr(reply, 'error', None)}")
+                              for reply in replies]
+        for j, ans in zip(stepping, stepped):
+            answers[j] = ans
         for slot, req, reply, p, ans in zip(slots, requests, replies, parsed, answers):
             _, run = running[slot]
             if reply.token_ids is not None:

@@ -73,6 +73,8 @@ def load_run_config(run_dir: Path) -> RunConfig:
         raise RunError(f"{run_dir} is not a run folder (no config.json)")
     try:
         return config_from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except UnicodeDecodeError:
+        raise RunError(f"{path} is not text (binary or damaged)") from None
     except json.JSONDecodeError as exc:
         raise RunError(f"{path} is not valid JSON: {exc}") from None
 
@@ -107,19 +109,34 @@ class MetricsLog:
             self.writer.close()
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
+def read_metrics(path: Path, bad: list[str] | None = None) -> list[dict[str, Any]]:
+    """The step records of ``metrics.jsonl``; a line that is not a JSON object (cut by a
+    kill, damaged) is skipped with a warning and appended to ``bad`` when given."""
     if not path.is_file():
         return []
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for n, line in enumerate(path.read_bytes().decode("utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
         try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a kill
-            break
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("step", 0), int):
+                raise ValueError("not a step record")
+        except ValueError:
+            warnings.warn(f"{path}: skipping line {n}, not a metrics record: {line[:60]!r}", stacklevel=2)
+            if bad is not None:
+                bad.append(line)
+            continue
+        out.append(record)
     return out
 
 
-def rewrite_metrics(path: Path, records: list[dict[str, Any]]) -> None:
+def rewrite_metrics(path: Path, records: list[dict[str, Any]], bad: Sequence[str] = ()) -> None:
+    """Replace ``metrics.jsonl`` with ``records`` (atomic); ``bad`` lines are appended to
+    ``metrics.jsonl.bad`` first, so nothing that was in the file is lost."""
+    if bad:
+        with open(path.with_name(path.name + ".bad"), "a", encoding="utf-8") as f:
+            f.write("".join(line + "\n" for line in bad))
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     os.replace(tmp, path)

@@ -425,17 +425,23 @@ class Run:
         self.prompt_hook = self.learner.rollout_prompt_hook()
 
     def _restore(self) -> None:
-        from opid_gym.checkpoint import find_latest, load_checkpoint
+        from opid_gym.checkpoint import CheckpointError, load_latest
 
         from opid_gym.distributed import broadcast_object
 
         main = self.dist.is_main  # with several processes rank 0 reads and sends the rest
-        folder = find_latest(self.paths.checkpoints) if main else None
-        if not broadcast_object(folder is not None):
+        try:  # damaged checkpoints are skipped with a warning; none intact is an error
+            found = load_latest(self.paths.checkpoints) if main else None
+        except CheckpointError as exc:
+            found = exc
+        failed = broadcast_object(str(found) if isinstance(found, CheckpointError) else None)
+        if failed is not None:
+            raise RunError(f"cannot resume {self.paths.root}: {failed}")
+        if not broadcast_object(found is not None):
             if main:
                 self._truncate_metrics(0, None)
             return  # killed before the first checkpoint: start over
-        meta, objects = load_checkpoint(folder) if main else (None, {"trainer": None, "rng": None})
+        _, meta, objects = found if main else (None, None, {"trainer": None, "rng": None})
         meta = broadcast_object(meta)
         if meta.get("sampler") != self.sampler.state_dict():
             raise RunError(f"the training data changed since the checkpoint (was {meta.get('sampler')}, "
@@ -454,10 +460,11 @@ class Run:
 
     def _truncate_metrics(self, step: int, last_record: dict[str, Any] | None) -> None:
         """Drop lines of steps after the checkpoint; restore the checkpoint step's line if missing."""
-        records = [r for r in read_metrics(self.paths.metrics) if int(r.get("step", 0)) <= step]
-        if last_record is not None and not any(int(r["step"]) == step for r in records):
+        bad: list[str] = []  # damaged lines: skipped with a warning, kept in metrics.jsonl.bad
+        records = [r for r in read_metrics(self.paths.metrics, bad) if int(r.get("step", 0)) <= step]
+        if last_record is not None and not any(int(r.get("step", 0)) == step for r in records):
             records.append(last_record)
-        rewrite_metrics(self.paths.metrics, records)
+        rewrite_metrics(self.paths.metrics, records, bad)
 
     def _save(self, record: dict[str, Any]) -> None:
         from opid_gym.checkpoint import save_checkpoint
@@ -470,8 +477,14 @@ class Run:
         }
         trainer_state = self.trainer.state_dict()  # with several processes: gathered on rank 0
         if self.dist.is_main:
-            save_checkpoint(self.paths.checkpoints, self.state.step,
-                            {"trainer": trainer_state, "rng": rng_state()}, meta, keep=self.cfg.checkpoint.keep)
+            from opid_gym.checkpoint import CheckpointError
+
+            try:
+                save_checkpoint(self.paths.checkpoints, self.state.step,
+                                {"trainer": trainer_state, "rng": rng_state()}, meta, keep=self.cfg.checkpoint.keep)
+            except CheckpointError as exc:  # a diverged update: stop before it spreads, keep the last good one
+                raise RunError(f"training diverged: {exc}; the last intact checkpoint is kept "
+                               "(lower optim.lr or check the data)") from None
 
     # ------------------------------------------------------------------- a step
     def _context(self, step: int) -> StepContext:

@@ -22,12 +22,14 @@ A third pool, :class:`opid_gym.ray_pool.RayPool`, puts the workers in Ray actors
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import signal
 import time
 import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any, Protocol, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 
 from opid_gym.registry import env_spec
 
@@ -164,10 +166,29 @@ def _worker_main(conn: Connection, spec: Any, env_kwargs: dict[str, Any], with_e
                 conn.send([envs.step(*item) for item in payload])
             elif cmd == "close":
                 break
-    except KeyboardInterrupt:
-        pass
+    except (KeyboardInterrupt, BrokenPipeError, ConnectionResetError):
+        pass  # interrupted, or the parent closed the pipe (Ctrl-C, exit): nothing left to answer
     finally:
         envs.close()
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT while a worker starts, so the worker ignores it for its whole life.
+
+    A Ctrl-C on a terminal reaches every process of the foreground group; workers that
+    ignore it keep answering until the parent, which handles the interrupt, closes them
+    (no traceback from half-started workers, finished episodes reach the parent).
+    """
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals cannot be changed here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class ProcessPool:
@@ -220,7 +241,8 @@ class ProcessPool:
         proc = self._ctx.Process(
             target=_worker_main, args=(child, self.spec, self.env_kwargs, self.with_expert), daemon=True
         )
-        proc.start()
+        with _sigint_ignored():  # the child inherits it: Ctrl-C is the parent's to handle
+            proc.start()
         child.close()
         self._procs[w] = proc
         self._conns[w] = parent

@@ -149,8 +149,13 @@ def test_cli_leaderboard(tmp_path, capsys):
                  "--references", "none"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 3
     ResultsStore(db).append(rec(0, 0.1, phash="ffff00001111"))
-    assert main(["leaderboard", "--env", "alfworld-unseen", "--results-db", str(db)]) == 2
-    assert "--allow-mixed" in capsys.readouterr().err
+    # several protocols: the official one (here: the newest hash of the full split) is ranked,
+    # the others are listed below it with how to view them (issue 17, item 10)
+    assert main(["leaderboard", "--env", "alfworld-unseen", "--results-db", str(db)]) == 0
+    out = capsys.readouterr().out
+    table, others = out.split("other protocols of alfworld-unseen")
+    assert "#ffff00001111" in table and "#aaaa11112222" not in table
+    assert "--protocol aaaa11112222" in others and "--allow-mixed" in others
     assert main(["leaderboard", "--env", "alfworld-unseen", "--results-db", str(db), "--allow-mixed"]) == 0
     assert main(["leaderboard", "--env", "alfworld-unseen", "--results-db", str(tmp_path / "none.sqlite")]) == 2
     assert "no results database" in capsys.readouterr().err

@@ -185,7 +185,8 @@ def find_catalogue_files(
     for key in ("products", "attributes"):
         if found[key] is None:
             raise DataNotFoundError(
-                missing_data_message(f"WebShop {catalogue} catalogue ({' or '.join(names[key])})", base / "data", DOWNLOAD_HINT)
+                missing_data_message(f"WebShop {catalogue} catalogue ({' or '.join(names[key])})", base, DOWNLOAD_HINT,
+                                     holds="webshop", searched=True)
             )
     return CatalogueFiles(found["products"], found["attributes"], found["human"])  # type: ignore[arg-type]
 
