@@ -150,16 +150,17 @@ def load_vllm(model: str, args: argparse.Namespace) -> tuple[Any | None, str]:
 
 
 def run_backend(name: str, backend: Any, prompts, params, seeds, batches: Sequence[int],
-                report: Callable[[Row], None]) -> list[Generation]:
+                report: Callable[[Row], None], repeats: int = 1) -> list[Generation]:
     gens: list[Generation] = []
     time_generation(backend, prompts[:1], SamplingParams(max_new_tokens=2), seeds[:1], 1)  # warm-up
     for b in batches:
         gens, secs = time_generation(backend, prompts, params, seeds, b)
         report(Row(name, "generate", b, sum(len(g.token_ids) for g in gens), secs))
     if isinstance(backend, Scorer) and gens:
-        for b in batches:
-            secs = time_scoring(backend, gens, b)
-            report(Row(name, "score", b, sum(len(g.token_ids) for g in gens), secs))
+        for _ in range(repeats):  # interleaved repeats; the ratio uses the best of each
+            for b in batches:
+                secs = time_scoring(backend, gens, b)
+                report(Row(name, "score", b, sum(len(g.token_ids) for g in gens), secs))
     return gens
 
 
@@ -175,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--autocast", default=None)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--raw-repeats", type=int, default=3,
-                   help="interleaved runs of raw model.generate vs ours at the largest batch")
+                   help="interleaved runs of raw model.generate vs ours at the largest batch, and of "
+                        "scoring at each batch size (ratios use the best run of each)")
     p.add_argument("--vllm", action="store_true", help="also run vllm:<model> on the same prompts")
     args = p.parse_args(argv)
 
@@ -199,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{platform.machine()} cpus={os.cpu_count()} torch threads={torch.get_num_threads()} "
           f"torch {torch.__version__}")
     print(f"{len(prompts)} prompts, up to {args.new_tokens} new tokens, temperature {args.temperature}")
-    hf_gens = run_backend("transformers", hf, prompts, params, seeds, args.batch_sizes, report)
+    hf_gens = run_backend("transformers", hf, prompts, params, seeds, args.batch_sizes, report,
+                          repeats=args.raw_repeats)
     raw_batch = max(args.batch_sizes)
     time_raw_generate(hf, prompts[:1], SamplingParams(max_new_tokens=2), 1)  # warm-up
     for _ in range(args.raw_repeats):  # interleaved with ours again: both see the same machine load

@@ -169,6 +169,20 @@ def test_sampled_logprobs_are_untempered_model_logprobs(policy):
         assert g.logprobs == pytest.approx(_reference_logprobs(policy, g.prompt_token_ids, g.token_ids), abs=GEN_TOL)
 
 
+def test_sampler_draws_from_the_distribution_with_each_rows_own_generator():
+    probs = torch.tensor([0.1, 0.0, 0.6, 0.3])
+    logp = probs.log().expand(4000, 4)
+    gens = [torch.Generator().manual_seed(i) for i in range(4000)]
+    chosen = HFPolicy._sample(logp, SamplingParams(temperature=1.0), gens)
+    freq = torch.bincount(chosen, minlength=4).float() / 4000
+    assert freq[1] == 0  # a zero-probability token is never drawn
+    assert freq.tolist() == pytest.approx(probs.tolist(), abs=0.03)
+    # row i's draw depends on its generator only, not on the other rows
+    again = HFPolicy._sample(logp[:3], SamplingParams(temperature=1.0),
+                             [torch.Generator().manual_seed(i) for i in (7, 1, 2)])
+    assert again[0] == chosen[7] and again[1:].tolist() == chosen[1:3].tolist()
+
+
 def test_greedy_batched_decode_matches_naive_argmax(policy):
     """Left-padded batch + KV cache + row dropping == a recompute-everything argmax loop."""
     prompts, _ = _pairs(policy)
