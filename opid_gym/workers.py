@@ -104,6 +104,9 @@ class _SlotEnvs:
             return EnvError(traceback.format_exc(limit=5))
 
     def step(self, slot: int, action: str) -> StepResult | EnvError:
+        if slot not in self.envs:  # never reset here: a restarted worker lost this slot's episode
+            return EnvError(f"environment of slot {slot} lost: its worker process died or hung and was "
+                            "restarted after this episode's reset")
         try:
             env = self._env(slot)
             obs, reward, terminated, truncated, info = env.step(action)
@@ -130,6 +133,9 @@ class _SlotEnvs:
 
 class InProcessPool:
     """All environments in this process, stepped one after another."""
+
+    in_process = True
+    """Nothing to overlap with: the rollout steps it in the calling thread."""
 
     def __init__(self, env_id: str, env_kwargs: dict[str, Any] | None = None, *, with_expert: bool = False) -> None:
         self._envs = _SlotEnvs(env_spec(env_id), dict(env_kwargs or {}), with_expert)
