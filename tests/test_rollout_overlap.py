@@ -149,3 +149,45 @@ def test_overlap_with_the_tiny_model_gives_the_same_tokens(tmp_path) -> None:
     for a, b in zip(ovl, seq):
         for sa, sb in zip(a.steps, b.steps):
             assert sa.response_logprobs == pytest.approx(sb.response_logprobs, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_training_with_worker_pool_overlap_and_prefetch_matches_in_process(tmp_path, monkeypatch) -> None:
+    """Two toy GRPO steps: in-process (sequential) vs 2 workers (overlapped rollouts, the
+    second step's resets prefetched during the first update) give the same run."""
+    import json
+
+    pytest.importorskip("transformers")
+    from opid_gym.cli import main
+    from tests.support import letters as toyenv
+
+    toyenv.register()
+    monkeypatch.setenv("OPID_GYM_RESULTS", str(tmp_path / "results.sqlite"))
+    args = ["--learner", "grpo", "--env", "letters", "--preset", "smoke", "--set", "rollout.max_new_tokens=8",
+            "--set", "rollout.group_size=3", "--set", "optim.lr=1e-3", "--set", "eval.final=false",
+            "--no-progress"]
+    runs = {}
+    for workers in (0, 2):
+        out = tmp_path / f"w{workers}"
+        assert main(["run", *args, "--set", f"env.workers={workers}", "--out", str(out)]) == 0
+        metrics = [{k: v for k, v in json.loads(line).items() if not k.startswith("time")}
+                   for line in (out / "metrics.jsonl").read_text().splitlines()]
+        rollouts = [json.loads(line) for line in (out / "rollouts" / "step_000002.jsonl").read_text().splitlines()]
+        steps = [[(s["response"], s["action"], s["next_observation"]) for s in t["steps"]] for t in rollouts]
+        runs[workers] = (metrics, steps)
+    assert len(runs[0][0]) == 2
+    assert runs[2] == runs[0]
+
+
+def test_auto_pool_steps_cheap_environments_in_process() -> None:
+    from opid_gym.workers import make_pool, probe_step_seconds
+
+    seconds = probe_step_seconds(ENV_ID)
+    assert 0 < seconds < float("inf")
+    # the probe's time against the threshold decides; the thresholds here make it certain
+    with make_pool(ENV_ID, workers=2, kind="auto", auto_threshold=10.0) as pool:
+        assert isinstance(pool, InProcessPool)
+    with make_pool(ENV_ID, workers=2, kind="auto", auto_threshold=0.0) as pool:
+        assert isinstance(pool, ProcessPool) and pool.num_workers == 2
+    # an environment that cannot be probed is treated as expensive
+    assert probe_step_seconds(ENV_ID, {"tasks": 0}) == float("inf")
