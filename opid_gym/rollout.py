@@ -10,6 +10,13 @@ Results do not depend on ``max_concurrent`` or the pool's worker count: environm
 are reset with the episode's own seed and agents sample from per-request seeds (see
 :mod:`opid_gym.agent`).
 
+Overlap (on by default for worker pools): the running episodes form two waves; while
+the pool steps (and resets) one wave in a background thread, the agent acts for the
+other, so the model and the environments work at the same time. For the same reason
+as above this changes no result (``tests/test_rollout_overlap.py`` checks trajectories
+bit for bit against the sequential path). :class:`ResetPrefetch` starts a later call's
+first resets ahead of time (the training loop: during the learner's update).
+
 Groups (GRPO): the G members of a group share ``task_index`` and ``seed``; only
 ``member`` differs (it enters the agent's per-request seed, so members sample
 different responses from the same start state).
