@@ -9,7 +9,7 @@ import pytest
 import opid_gym
 from opid_gym.agent import make_agent
 from opid_gym.history import WindowHistory
-from opid_gym.rollout import RolloutStats, ResetPrefetch, make_groups, run_episodes
+from opid_gym.rollout import ResetPrefetch, RolloutStats, make_groups, run_episodes
 from opid_gym.workers import InProcessPool, ProcessPool
 from tests.support.envs import PROMPT
 
