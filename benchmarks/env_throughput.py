@@ -15,6 +15,8 @@ Printed, all measured in this one run on this machine:
   process pool, env steps per second including resets (after one untimed warm-up pass
   over the same episodes), for each worker count, and the scaling ratio
   rate(N) / (N × rate(1)).
+* With ``--auto``: the same rollout through ``make_pool(kind="auto")``, which steps the
+  environments in-process when a probed step is cheaper than a message to a worker.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from opid_gym.agent import make_agent  # noqa: E402
 from opid_gym.history import WindowHistory  # noqa: E402
 from opid_gym.registry import env_class  # noqa: E402
 from opid_gym.rollout import EpisodeSpec, RolloutStats, run_episodes  # noqa: E402
-from opid_gym.workers import ProcessPool  # noqa: E402
+from opid_gym.workers import ProcessPool, make_pool  # noqa: E402
 
 FAMILY_BENCH = {"alfworld": "alfworld-unseen", "webshop": "webshop", "searchqa": "searchqa-hotpotqa"}
 
@@ -79,12 +81,16 @@ def alfworld_overhead(data_root: str, games: int, repeats: int) -> tuple[float, 
     return raw_t / steps, ours_t / steps, steps
 
 
-def pool_rate(bench_name: str, data_root: str, workers: int, episodes: int, max_steps: int) -> float:
+def pool_rate(bench_name: str, data_root: str, workers: int, episodes: int, max_steps: int,
+              kind: str = "process") -> tuple[float, str]:
+    """Env steps per second, and the pool that ran them (``kind="auto"``: the one chosen)."""
     bench = opid_gym.BENCHMARKS.get(bench_name)
     cls = env_class(bench.env_id)
     kwargs = {"max_steps": max_steps, **bench.env_kwargs, "data_root": data_root}
     specs = [EpisodeSpec(i, 1000 + i, f"e{i}") for i in range(episodes)]
-    with ProcessPool(bench.env_id, kwargs, workers=workers) as pool:
+    pool_cm = ProcessPool(bench.env_id, kwargs, workers=workers) if kind == "process" else \
+        make_pool(bench.env_id, kwargs, workers=workers, kind=kind)
+    with pool_cm as pool:
         def rollout(stats: RolloutStats) -> None:
             run_episodes(pool, make_agent("random"), specs, env_id=bench.env_id, template=cls.prompt,
                          action_format=cls.action_format, history=WindowHistory(2), stats=stats)
@@ -96,7 +102,8 @@ def pool_rate(bench_name: str, data_root: str, workers: int, episodes: int, max_
         t0 = time.perf_counter()
         rollout(stats)
         seconds = time.perf_counter() - t0
-    return stats.env_steps / seconds
+        chosen = type(pool).__name__
+    return stats.env_steps / seconds, chosen
 
 
 def main() -> None:
@@ -107,6 +114,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=8, help="episodes per pool measurement")
     parser.add_argument("--max-steps", type=int, default=20)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, os.cpu_count() or 2])
+    parser.add_argument("--auto", action="store_true",
+                        help="also run make_pool(kind='auto') (in-process for cheap steps) at the largest count")
     parser.add_argument("--family", nargs="+", default=["alfworld"], choices=sorted(FAMILY_BENCH))
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPU cores; python {sys.version.split()[0]}")
@@ -115,12 +124,17 @@ def main() -> None:
         print(f"ALFWorld step time, {n} steps each: raw textworld {1e3 * raw:.2f} ms, opid-gym {1e3 * ours:.2f} ms "
               f"-> wrapper overhead {100 * (ours / raw - 1):+.1f}%")
     for family in args.family:
-        rates = {w: pool_rate(FAMILY_BENCH[family], args.data_root, w, args.episodes, args.max_steps)
+        rates = {w: pool_rate(FAMILY_BENCH[family], args.data_root, w, args.episodes, args.max_steps)[0]
                  for w in args.workers}
         base = rates[args.workers[0]]
         for w, r in rates.items():
             scale = r / (w / args.workers[0] * base)
             print(f"{family}: {w} worker(s): {r:7.2f} env steps/s  (scaling vs {args.workers[0]}: {scale:.2f} of linear)")
+        if args.auto:
+            w = max(args.workers)
+            rate, chosen = pool_rate(FAMILY_BENCH[family], args.data_root, w, args.episodes, args.max_steps, "auto")
+            print(f"{family}: make_pool(kind='auto', workers={w}) chose {chosen}: {rate:7.2f} env steps/s "
+                  f"({rate / max(rates.values()):.2f} of the best fixed pool above)")
 
 
 if __name__ == "__main__":

@@ -124,7 +124,9 @@ class EnvConfig:
         workers: environment worker processes (0: in the trainer's process).
         max_concurrent: episodes running at once in a rollout (unset: all).
         pool: where training workers run: ``process`` (local processes) or ``ray``
-            (Ray actors, possibly on other machines; needs ``env.workers >= 1``).
+            (Ray actors, possibly on other machines; needs ``env.workers >= 1``), or
+            ``auto``: local processes unless the environment's steps are cheaper than a
+            message to a worker (then in the trainer's process; ``opid_gym.workers.make_pool``).
         ray_address: the Ray cluster to join (``auto``, ``HOST:PORT``); unset: a local
             Ray instance (or the one already initialised).
     """
@@ -135,7 +137,7 @@ class EnvConfig:
     history_length: int | None = None
     workers: int = 0
     max_concurrent: int | None = None
-    pool: Literal["process", "ray"] = "process"
+    pool: Literal["process", "ray", "auto"] = "process"
     ray_address: str | None = None
 
     def __post_init__(self) -> None:
@@ -143,7 +145,7 @@ class EnvConfig:
         _check(self.history_length is None or self.history_length >= 0, "env.history_length must be >= 0")
         _check(self.workers >= 0, f"env.workers must be >= 0, got {self.workers}")
         _check(self.max_concurrent is None or self.max_concurrent >= 1, "env.max_concurrent must be >= 1")
-        _check(self.pool == "process" or self.workers >= 1, "env.pool=ray needs env.workers >= 1 (the actors)")
+        _check(self.pool != "ray" or self.workers >= 1, "env.pool=ray needs env.workers >= 1 (the actors)")
 
 
 @dataclass(frozen=True)

@@ -166,7 +166,7 @@ def make_env_pool(cfg: RunConfig, env_id: str, env_kwargs: dict[str, Any], *, wi
     if cfg.env.pool == "ray":
         return make_pool(env_id, env_kwargs, workers=cfg.env.workers, kind="ray", address=cfg.env.ray_address,
                          with_expert=with_expert)
-    return make_pool(env_id, env_kwargs, workers=cfg.env.workers, with_expert=with_expert)
+    return make_pool(env_id, env_kwargs, workers=cfg.env.workers, kind=cfg.env.pool, with_expert=with_expert)
 
 
 def run_benchmark(cfg: RunConfig) -> Benchmark:
@@ -523,24 +523,39 @@ class Run:
         return [t for members in kept for t in members], every, stats, metrics
 
     def _rollout(self, step: int, attempt: int = 0) -> tuple[list[Trajectory], Any]:
-        from opid_gym.rollout import RolloutStats, make_groups, run_episodes
+        from opid_gym.rollout import ResetPrefetch, RolloutStats, run_episodes
 
-        seed, tag = derive_seed(self.cfg.seed, "rollout", step), f"s{step}g"
-        if attempt:  # dynamic sampling's refills: new seeds and group ids for the same tasks
-            seed, tag = derive_seed(self.cfg.seed, "rollout", step, "refill", attempt), f"s{step}r{attempt}g"
-        specs = make_groups(self.sampler.tasks(step), self.cfg.rollout.group_size, seed, tag=tag)
-        mine = self.dist.shard(range(len(specs)))  # every episode, when there is one process
+        specs, mine = self._step_specs(step, attempt)
         stats = RolloutStats()
+        prefetched, self._prefetch = getattr(self, "_prefetch", None), None
         with self._engine_weights():
             trajs = run_episodes(
                 self.pool, self.train_agent, [specs[i] for i in mine], env_id=self.bench.train_env_id or "",
                 template=self.env_cls.prompt, action_format=self.env_cls.action_format, history=self.history,
                 max_concurrent=self.cfg.env.max_concurrent, prompt_hook=self.prompt_hook,
-                metric_keys=getattr(self.env_cls, "metric_keys", ()), stats=stats,
+                metric_keys=getattr(self.env_cls, "metric_keys", ()), stats=stats, prefetched=prefetched,
             )
+        if step + 1 < self.cfg.steps and not getattr(self.pool, "in_process", False) \
+                and not self.cfg.rollout.filter_groups:  # (dynamic sampling may roll out again first)
+            # the next step's tasks are a pure function of (seed, step): reset its first
+            # episodes in the background while the learner updates (changes no result)
+            nxt, nxt_mine = self._step_specs(step + 1)
+            self._prefetch = ResetPrefetch(self.pool, [nxt[i] for i in nxt_mine], self.cfg.env.max_concurrent)
         if self.dist.enabled:
             trajs, stats = gather_rollouts(len(specs), mine, trajs, stats)
         return trajs, stats
+
+    def _step_specs(self, step: int, attempt: int = 0) -> tuple[list[Any], list[int]]:
+        """The episodes of training step ``step`` (``attempt`` > 0: dynamic sampling's
+        refills, with new seeds and group ids for the same tasks) and the indices this
+        process runs."""
+        from opid_gym.rollout import make_groups
+
+        seed, tag = derive_seed(self.cfg.seed, "rollout", step), f"s{step}g"
+        if attempt:
+            seed, tag = derive_seed(self.cfg.seed, "rollout", step, "refill", attempt), f"s{step}r{attempt}g"
+        specs = make_groups(self.sampler.tasks(step), self.cfg.rollout.group_size, seed, tag=tag)
+        return specs, list(self.dist.shard(range(len(specs))))  # every episode, when there is one process
 
     def _engine_weights(self) -> Any:
         """Full weights for sampling with the trained model itself (a sharded trainer's
@@ -682,6 +697,7 @@ class Run:
                          purge_step=self.state.step + 1 if self.resume else None) if main else None
         self.pool = make_env_pool(self.cfg, self.bench.train_env_id or "", self.train_kwargs,
                                   with_expert=self.learner.needs_expert)
+        self._prefetch = None
         bar = self._bar() if main else None
         try:
             for step in range(self.state.step, self.cfg.steps):
@@ -699,6 +715,9 @@ class Run:
                 bar.close()
             if log is not None:
                 log.close()
+            if self._prefetch is not None:
+                self._prefetch.close()
+                self._prefetch = None
             self.pool.close()
         return self._finish()
 

@@ -106,6 +106,9 @@ class _SlotEnvs:
             return EnvError(traceback.format_exc(limit=5))
 
     def step(self, slot: int, action: str) -> StepResult | EnvError:
+        if slot not in self.envs:  # never reset here: a restarted worker lost this slot's episode
+            return EnvError(f"environment of slot {slot} lost: its worker process died or hung and was "
+                            "restarted after this episode's reset")
         try:
             env = self._env(slot)
             obs, reward, terminated, truncated, info = env.step(action)
@@ -132,6 +135,9 @@ class _SlotEnvs:
 
 class InProcessPool:
     """All environments in this process, stepped one after another."""
+
+    in_process = True
+    """Nothing to overlap with: the rollout steps it in the calling thread."""
 
     def __init__(self, env_id: str, env_kwargs: dict[str, Any] | None = None, *, with_expert: bool = False) -> None:
         self._envs = _SlotEnvs(env_spec(env_id), dict(env_kwargs or {}), with_expert)
@@ -341,13 +347,58 @@ def make_pool(
     env_id: str, env_kwargs: dict[str, Any] | None = None, *, workers: int = 0, kind: str = "process", **kwargs: Any
 ) -> Any:
     """``workers=0``: in-process; ``workers>=1``: that many processes, or with ``kind="ray"``
-    that many Ray actors (:class:`opid_gym.ray_pool.RayPool`; ``kwargs`` go to the pool)."""
+    that many Ray actors (:class:`opid_gym.ray_pool.RayPool`; ``kwargs`` go to the pool).
+    ``kind="auto"``: processes, unless :func:`probe_step_seconds` finds the environment's
+    steps cheaper than ``auto_threshold`` seconds (default :data:`CHEAP_STEP_SECONDS`):
+    then in-process, where a step costs less than a message to a worker would."""
     if workers <= 0:
         return InProcessPool(env_id, env_kwargs, with_expert=kwargs.get("with_expert", False))
+    if kind == "auto":
+        threshold = kwargs.pop("auto_threshold", CHEAP_STEP_SECONDS)
+        if probe_step_seconds(env_id, env_kwargs) < threshold:
+            return InProcessPool(env_id, env_kwargs, with_expert=kwargs.get("with_expert", False))
+        kind = "process"
     if kind == "ray":
         from opid_gym.ray_pool import RayPool
 
         return RayPool(env_id, env_kwargs, workers=workers, **kwargs)
     if kind != "process":
-        raise ValueError(f"unknown pool kind {kind!r} (process | ray)")
+        raise ValueError(f"unknown pool kind {kind!r} (process | ray | auto)")
     return ProcessPool(env_id, env_kwargs, workers=workers, **kwargs)
+
+
+CHEAP_STEP_SECONDS = 0.002
+"""Below this median step time, ``make_pool(kind="auto")`` steps in-process: a round trip
+to a worker process (pickling, a pipe, a wake-up) costs about a millisecond on a loaded
+2-core machine, so two workers cannot beat one process for such environments."""
+
+
+def probe_step_seconds(env_id: str, env_kwargs: dict[str, Any] | None = None, *, steps: int = 8) -> float:
+    """Median seconds of one ``step`` of ``env_id``, measured in this process.
+
+    Resets task 0 (seed 0) and steps its admissible actions in turn (``"look"`` where it
+    lists none); an environment that fails to probe counts as expensive (``inf``).
+    """
+    envs = _SlotEnvs(env_spec(env_id), dict(env_kwargs or {}), False)
+    times: list[float] = []
+    try:
+        res = envs.reset(0, 0, {"task_index": 0})
+        if isinstance(res, EnvError):
+            return float("inf")
+        info = res.info
+        for k in range(steps):
+            actions = info.get("admissible_actions") or ["look"]
+            t0 = time.perf_counter()
+            ans = envs.step(0, actions[k % len(actions)])
+            times.append(time.perf_counter() - t0)
+            if isinstance(ans, EnvError):
+                return float("inf")
+            if ans.terminated or ans.truncated:
+                res = envs.reset(0, k + 1, {"task_index": 0})
+                if isinstance(res, EnvError):
+                    break
+                ans = res  # type: ignore[assignment]
+            info = ans.info
+    finally:
+        envs.close()
+    return sorted(times)[len(times) // 2] if times else float("inf")

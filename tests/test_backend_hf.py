@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from agents.hf import HFOptions, HFPolicy, top_p_filter  # noqa: E402
+from agents.hf import HFOptions, HFPolicy, length_buckets, top_p_filter  # noqa: E402
 from agents.model_agent import AgentOptionError, ModelAgent  # noqa: E402
 from opid_gym.agent import AgentRequest  # noqa: E402
 from opid_gym.backend import Generator, SamplingParams, Scorer, TrainablePolicy  # noqa: E402
@@ -78,6 +78,39 @@ def test_batched_score_equals_one_at_a_time(policy):
         assert b == pytest.approx(s, abs=TOL)
 
 
+def test_length_buckets_cover_every_pair_once_and_bound_padding():
+    lengths = [(100, 5), (10, 5), (98, 6), (12, 40), (11, 4), (100, 5), (9, 3), (50, 50)]
+    buckets = length_buckets(lengths, max_batch=3, max_waste=0.25)
+    assert sorted(i for b in buckets for i in b) == list(range(len(lengths)))
+    for b in buckets:
+        assert 1 <= len(b) <= 3
+        real = sum(p + r for p, r in (lengths[i] for i in b))
+        padded = len(b) * (max(lengths[i][0] for i in b) + max(lengths[i][1] for i in b))
+        assert padded <= 1.25 * real
+    assert [0, 5, 2] in buckets  # the long prompts go together, longest first
+    assert [3] in buckets and [7] in buckets  # a long response is not padded onto short ones
+    assert length_buckets([(5, 5)] * 5, max_batch=2) == [[0, 1], [2, 3], [4]]
+    assert length_buckets([], max_batch=8) == []
+
+
+def test_bucketed_batch_scoring_equals_batch_one(cache_dir):
+    """Many pairs of very different lengths, scored with batch 8 (bucketed) and batch 1."""
+    batch8 = HFPolicy.from_pretrained("tiny", HFOptions(device="cpu", cache_dir=cache_dir, score_batch_size=8))
+    batch1 = HFPolicy(batch8.model, batch8.tokenizer, HFOptions(device="cpu", score_batch_size=1))
+    prompts, responses = _pairs(batch8)
+    eos = batch8.tokenizer.eos_token_id
+    prompts = prompts * 4 + [prompts[1] + prompts[0]] * 2
+    responses = responses + responses[::-1] + [r + [eos] * k for k, r in enumerate(responses)] \
+        + responses + responses[:2]
+    buckets = length_buckets([(len(p), len(r)) for p, r in zip(prompts, responses)], 8)
+    assert any(len(b) > 1 for b in buckets) and len(buckets) > 1  # the test covers real buckets
+    batched = batch8.score(prompts, responses)
+    single = batch1.score(prompts, responses)
+    assert [len(b) for b in batched] == [len(r) for r in responses]
+    for b, s in zip(batched, single):
+        assert b == pytest.approx(s, abs=TOL)
+
+
 def test_score_one_response_under_two_prompts(policy):
     prompts, responses = _pairs(policy)
     response = responses[0]
@@ -134,6 +167,20 @@ def test_sampled_logprobs_are_untempered_model_logprobs(policy):
     for g in gens:
         assert len(g.logprobs) == len(g.token_ids) == 8 and g.finish_reason == "length"
         assert g.logprobs == pytest.approx(_reference_logprobs(policy, g.prompt_token_ids, g.token_ids), abs=GEN_TOL)
+
+
+def test_sampler_draws_from_the_distribution_with_each_rows_own_generator():
+    probs = torch.tensor([0.1, 0.0, 0.6, 0.3])
+    logp = probs.log().expand(4000, 4)
+    gens = [torch.Generator().manual_seed(i) for i in range(4000)]
+    chosen = HFPolicy._sample(logp, SamplingParams(temperature=1.0), gens)
+    freq = torch.bincount(chosen, minlength=4).float() / 4000
+    assert freq[1] == 0  # a zero-probability token is never drawn
+    assert freq.tolist() == pytest.approx(probs.tolist(), abs=0.03)
+    # row i's draw depends on its generator only, not on the other rows
+    again = HFPolicy._sample(logp[:3], SamplingParams(temperature=1.0),
+                             [torch.Generator().manual_seed(i) for i in (7, 1, 2)])
+    assert again[0] == chosen[7] and again[1:].tolist() == chosen[1:3].tolist()
 
 
 def test_greedy_batched_decode_matches_naive_argmax(policy):

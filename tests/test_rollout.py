@@ -116,7 +116,9 @@ def test_worker_killed_mid_episode_is_restarted_and_only_its_episodes_fail(worke
                 killed.append(pid)
 
         stats = RolloutStats()
-        trajs = _run(pool, ScriptAgent(on_step=kill_worker0), specs, max_concurrent=4, stats=stats)
+        # sequential stepping: the kill lands between two known steps (overlapped: see
+        # test_rollout_overlap.py::test_worker_killed_during_an_overlapped_rollout)
+        trajs = _run(pool, ScriptAgent(on_step=kill_worker0), specs, max_concurrent=4, stats=stats, overlap=False)
         assert pool.restarts == 1 and pool.worker_pid(0) != killed[0]
     by_group = {t.group_id: t for t in trajs}
     # slots 0 and 2 lived in worker 0: their episodes failed by error, with the reason

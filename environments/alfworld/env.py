@@ -26,6 +26,7 @@ import numpy as np
 
 from environments.alfworld.games import Game, list_games
 from environments.alfworld.prompt import ALFWORLD_PROMPT
+from environments.alfworld.reset_cache import cached_engine_setup, resolve_mode
 from opid_gym.env import TaskState, TextEnv, Transition
 
 _TASK_MARK = "Your task is to: "
@@ -52,6 +53,9 @@ class ALFWorldEnv(TextEnv):
         max_steps: step limit (30 in the OPID protocol, 50 in the SDAR/GiGPO one).
         task_types: keep only these short task types (``pick``, ``look``, ...).
         success_reward: the reward of the winning step.
+        translation_cache: reuse each game's PDDL translation (``True``: on disk and in
+            memory, unless ``$OPID_GYM_ALFWORLD_CACHE`` says otherwise; ``"memory"``;
+            ``False``: off). See :mod:`environments.alfworld.reset_cache`.
     """
 
     family = "alfworld"
@@ -69,9 +73,11 @@ class ALFWorldEnv(TextEnv):
         task_types: list[str] | None = None,
         success_reward: float = 10.0,
         render_mode: str | None = None,
+        translation_cache: bool | str = True,
     ) -> None:
         super().__init__(max_steps=max_steps, render_mode=render_mode)
         self.split = split
+        self._cache_mode = resolve_mode(translation_cache)
         games = list_games(split, data_root)
         if task_types:
             games = [g for g in games if g.task_type in set(task_types)]
@@ -106,8 +112,9 @@ class ALFWorldEnv(TextEnv):
         textworld, demangler, infos_wrapper = _import_engine()
         game = self.games[index]
         request = textworld.EnvInfos(won=True, admissible_commands=True, extras=["walkthrough"])
-        self._engine = textworld.start(str(game.path), request, wrappers=[demangler(shuffle=False), infos_wrapper])
-        state = self._engine.reset()
+        with cached_engine_setup(self._cache_mode):
+            self._engine = textworld.start(str(game.path), request, wrappers=[demangler(shuffle=False), infos_wrapper])
+            state = self._engine.reset()
         observation = state["feedback"]
         start = observation.find(_TASK_MARK)  # the reference's task extraction
         task = observation[start + len(_TASK_MARK):].strip() if start >= 0 else ""
