@@ -107,6 +107,10 @@ def make_policy(cfg: RunConfig) -> TrainablePolicy:
     if cfg.model.backend not in builtin.POLICY_BACKENDS:
         raise UnknownNameError(f"unknown model backend {cfg.model.backend!r}."
                                + suggest(cfg.model.backend, list(builtin.POLICY_BACKENDS)))
+    if cfg.model.name.startswith("run:"):  # another run's final weights (opid_gym/warm_start.py)
+        from opid_gym.warm_start import policy_from_run
+
+        return policy_from_run(cfg, make_policy)
     from opid_gym.distributed import device_for
 
     model = cfg.model
@@ -154,13 +158,15 @@ def make_rollout_engine(cfg: RunConfig, policy: TrainablePolicy) -> tuple[Any, A
     return engine, engine
 
 
-def make_env_pool(cfg: RunConfig, env_id: str, env_kwargs: dict[str, Any]) -> Any:
-    """The training environments' :class:`~opid_gym.workers.EnvPool`: local processes or Ray actors."""
+def make_env_pool(cfg: RunConfig, env_id: str, env_kwargs: dict[str, Any], *, with_expert: bool = False) -> Any:
+    """The training environments' :class:`~opid_gym.workers.EnvPool`: local processes or Ray actors
+    (``with_expert``: each info carries the env's expert action, for a scripted rollout agent)."""
     from opid_gym.workers import make_pool
 
     if cfg.env.pool == "ray":
-        return make_pool(env_id, env_kwargs, workers=cfg.env.workers, kind="ray", address=cfg.env.ray_address)
-    return make_pool(env_id, env_kwargs, workers=cfg.env.workers)
+        return make_pool(env_id, env_kwargs, workers=cfg.env.workers, kind="ray", address=cfg.env.ray_address,
+                         with_expert=with_expert)
+    return make_pool(env_id, env_kwargs, workers=cfg.env.workers, with_expert=with_expert)
 
 
 def run_benchmark(cfg: RunConfig) -> Benchmark:
@@ -376,6 +382,7 @@ class Run:
         self.train_agent = agent_cls(self.generator, SamplingParams(
             temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, max_new_tokens=cfg.rollout.max_new_tokens,
             max_prompt_tokens=cfg.rollout.max_prompt_tokens), name=model_name)
+        self.train_agent = self.learner.rollout_agent(self.train_agent, self.policy)  # sft: the demonstrator
         self.eval_agent = agent_cls(self.generator, SamplingParams(
             temperature=self.bench.temperature, top_p=self.bench.top_p, max_new_tokens=self.bench.max_new_tokens,
             max_prompt_tokens=self.bench.max_prompt_tokens), name=model_name)
@@ -491,7 +498,9 @@ class Run:
             ctx = self._context(step)
             if len(batch):
                 width = batch.mask.shape[1]
-                if self.cfg.rollout.old_logp == "sampler":
+                if not self.learner.needs_old_logp:  # e.g. a supervised loss: no ratio to π_old
+                    batch.old_logp = torch.zeros_like(batch.mask)
+                elif self.cfg.rollout.old_logp == "sampler":
                     if batch.sampler_logp is None:
                         raise RunError("rollout.old_logp=sampler but the rollout engine returned no log-probs")
                     batch.old_logp = batch.sampler_logp
@@ -599,7 +608,8 @@ class Run:
         self._clock = (time.perf_counter(), self.state.seconds)
         log = MetricsLog(self.paths, tensorboard=self.cfg.log.tensorboard,
                          purge_step=self.state.step + 1 if self.resume else None) if main else None
-        self.pool = make_env_pool(self.cfg, self.bench.train_env_id or "", self.train_kwargs)
+        self.pool = make_env_pool(self.cfg, self.bench.train_env_id or "", self.train_kwargs,
+                                  with_expert=bool(getattr(self.train_agent, "needs_expert", False)))
         bar = self._bar() if main else None
         try:
             for step in range(self.state.step, self.cfg.steps):
