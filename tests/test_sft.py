@@ -27,7 +27,8 @@ BENCH = "counting-sft"
 TRAIN_ID, EVAL_ID = "counting-sft-train", "counting-sft-eval"
 SFT_ARGS = ["sft", "--env", BENCH, "--agent", "expert", "--preset", "smoke", "--set", "steps=3",
             "--set", "rollout.tasks_per_step=3", "--set", "rollout.group_size=1", "--set", "optim.lr=3e-3",
-            "--set", "optim.mini_batch_size=4", "--set", "rollout.max_new_tokens=24", "--no-progress"]
+            "--set", "optim.mini_batch_size=4", "--set", "rollout.max_new_tokens=24", "--set", "env.max_steps=5",
+            "--no-progress"]
 
 
 def _register() -> None:
@@ -88,6 +89,7 @@ def _nll(policy, batch) -> float:
 
 
 # ------------------------------------------------------------------ item 1: sft
+@pytest.mark.slow
 def test_sft_run_lowers_the_loss_on_its_demonstrations_and_loads_with_run(sft_run):
     from opid_gym.agent import make_agent
     from opid_gym.train import make_policy
@@ -176,6 +178,7 @@ def test_sft_loss_is_on_response_tokens_only():
 
 
 # ------------------------------------------------------------ item 2: run:<dir>
+@pytest.mark.slow
 def test_rl_run_from_run_starts_from_its_final_weights(sft_run, tmp_path):
     """--model run:<sft run>: the policy and the KL's reference are the sft run's final
     weights at step 0, and the run trains on from there."""
