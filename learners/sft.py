@@ -37,7 +37,8 @@ class SFTConfig(LearnerConfig):
 
     Attributes:
         demonstrator: the agent whose behaviour is learned: ``expert`` or any agent spec
-            of ``opid-bench eval --agent`` (``openai:<model>``, ``hf:<model>``, ``run:<dir>``).
+            of ``opid-bench eval --agent`` (``openai:<model>``, ``hf:<model>``, ``run:<dir>``,
+            ``saved:<path>``: trajectories saved by ``eval --out`` or a run, replayed).
         demonstrator_options: a JSON object of that agent's options (``base_url``,
             ``api_key_file``, ``temperature``...); model agents default to the benchmark's
             validation sampling settings.
@@ -119,7 +120,7 @@ def make_demonstrator(spec: str, options: dict[str, Any], benchmark: Benchmark) 
     from opid_gym.agent import make_agent
 
     opts: dict[str, Any] = {}
-    if ":" in spec:
+    if ":" in spec and not spec.startswith("saved:"):
         opts.update(temperature=benchmark.temperature, top_p=benchmark.top_p,
                     max_new_tokens=benchmark.max_new_tokens, max_prompt_tokens=benchmark.max_prompt_tokens)
     opts.update(options)

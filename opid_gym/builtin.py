@@ -87,6 +87,7 @@ AGENT_PREFIXES: dict[str, tuple[str, str]] = {
     "vllm": ("agents.vllm_backend:make_agent", "a vLLM engine (GPU): vllm:<name-or-path>"),
     "openai": ("agents.openai_client:make_agent", "an OpenAI-compatible API: openai:<model> (--base-url, --api-key)"),
     "run": ("agents.run_agent:make_agent", "the trained model of a run folder: run:<run dir> (newest checkpoint)"),
+    "saved": ("agents.replay:make_agent", "replays saved trajectories: saved:<trajectories.jsonl or folder>"),
 }
 
 # ---------------------------------------------------------------------- learners

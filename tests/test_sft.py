@@ -261,3 +261,32 @@ def test_alfworld_expert_plan_and_short_plan_filter(alfworld_data):
         assert env.unwrapped.expert_plan() is None
     finally:
         env.close()
+
+
+def test_saved_trajectories_replay_as_demonstrations(tmp_path):
+    """saved:<file>: trajectories saved by eval/run are replayed step by step; the prompts
+    are rendered afresh, the responses are the saved ones; unknown tasks give no samples."""
+    from agents.replay import make_agent as make_replay
+    from learners.sft import DemonstrationAgent
+    from opid_gym.config import resolve_config
+    from opid_gym.evaluate import write_trajectories
+    from opid_gym.registry import env_class
+    from opid_gym.train import make_policy, run_benchmark
+
+    cfg = resolve_config("sft", BENCH, preset="smoke", set_items=["env.max_steps=5"])
+    policy = make_policy(cfg)
+    expert_trajs, expert_batch = _demonstrations(policy, cfg, tasks=(0, 1))
+    write_trajectories(tmp_path / "eval" / "trajectories.jsonl", expert_trajs)
+    bench = run_benchmark(cfg)
+    cls = env_class(bench.train_env_id)
+    agent = DemonstrationAgent(make_replay(str(tmp_path / "eval")), policy, bench.max_prompt_tokens)
+    with make_pool(bench.train_env_id, bench.train_kwargs()) as pool:
+        trajs = run_episodes(pool, agent, make_groups([0, 1, 2], 1, 7), env_id=bench.train_env_id,
+                             template=cls.prompt, action_format=cls.action_format,
+                             history=make_history("window", length=bench.history_length))
+    batch = build_step_batch(trajs)
+    assert [t.won for t in trajs] == [True, True, False]  # task 2 was never saved
+    assert batch.response_ids == expert_batch.response_ids and batch.prompt_ids == expert_batch.prompt_ids
+    assert all(not s.response_token_ids for s in trajs[2].steps)
+    assert main(["sft", "--env", BENCH, "--agent", f"saved:{tmp_path / 'none'}", "--preset", "smoke",
+                 "--out", str(tmp_path / "r")]) == 2
