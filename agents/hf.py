@@ -323,6 +323,14 @@ class HFPolicy:
             return ids[len(ids) - max_prompt_tokens:], True
         return ids, False
 
+    def encode_response(self, text: str) -> list[int]:
+        """An assistant response as the model would emit it: the text's tokens, then the
+        end-of-turn token that stops generation (the tokenizer's EOS when it is one)."""
+        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        eos = self.tokenizer.eos_token_id
+        end = int(eos) if eos is not None and int(eos) in self.eos_ids else min(self.eos_ids)
+        return ids + [end]
+
     def decode(self, token_ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
 

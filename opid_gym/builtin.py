@@ -56,6 +56,10 @@ BENCHMARKS: list[Benchmark] = [
               description="ALFWorld unseen split, 50 steps, history 2 (SDAR/GiGPO protocol)", **_ALF),
     Benchmark("alfworld-seen-50", "opid/alfworld-seen", max_steps=50, history_length=2,
               description="ALFWorld seen split, 50 steps, history 2 (SDAR/GiGPO protocol)", **_ALF),
+    Benchmark("alfworld-unseen-short", "opid/alfworld-unseen", max_steps=6, history_length=1,
+              max_new_tokens=64, env_kwargs={"max_plan_length": 4}, train_env_kwargs={"max_plan_length": 4},
+              description="ALFWorld unseen games whose expert plan has <= 4 actions (34), 6 steps, history 1; "
+                          "trains on the same kind of training games (the CPU demo's protocol)", **_ALF),
     Benchmark("webshop", "opid/webshop-eval", "opid/webshop-train", max_steps=15, history_length=2,
               description="WebShop 1000-product shop, the reference's 500 test goals, each once, 15 steps", **_SHOP),
     Benchmark("webshop-values", "opid/webshop-eval", "opid/webshop-train", max_steps=15, history_length=2,
@@ -96,6 +100,7 @@ AGENT_PREFIXES: dict[str, tuple[str, str]] = {
     "vllm": ("agents.vllm_backend:make_agent", "a vLLM engine (GPU): vllm:<name-or-path>"),
     "openai": ("agents.openai_client:make_agent", "an OpenAI-compatible API: openai:<model> (--base-url, --api-key)"),
     "run": ("agents.run_agent:make_agent", "the trained model of a run folder: run:<run dir> (newest checkpoint)"),
+    "saved": ("agents.replay:make_agent", "replays saved trajectories: saved:<trajectories.jsonl or folder>"),
 }
 
 # ---------------------------------------------------------------------- learners
@@ -109,6 +114,7 @@ LEARNERS: dict[str, str] = {
     "skill-sd": "learners.skill_sd:SkillSD",
     "rlsd": "learners.rlsd:RLSD",
     "gigpo": "learners.gigpo:GiGPO",
+    "sft": "learners.sft:SFT",
 }
 LEARNER_DESCRIPTIONS: dict[str, str] = {
     "grpo": "GRPO: group-normalised episode return + PPO dual-clip loss (arXiv 2402.03300)",
@@ -120,6 +126,7 @@ LEARNER_DESCRIPTIONS: dict[str, str] = {
     "skill-sd": "GRPO + 0.001 x importance-weighted k3 toward the skill-conditioned teacher",
     "rlsd": "GRPO advantage reweighted per token by the teacher/student ratio, decaying weight",
     "gigpo": "GiGPO: episode + anchor-state step-level group advantages (arXiv 2505.10978)",
+    "sft": "supervised fine-tuning on a demonstrator's steps (expert, API model, run:<dir>): a warm start",
 }
 
 # ---------------------------------------------------------------------- training

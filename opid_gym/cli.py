@@ -440,7 +440,17 @@ COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callab
     ("results", "show the results database", _add_results, lambda args: _benchmarks_command("results")(args)),
     ("run", "train a learner on a benchmark and evaluate it (writes a run folder)", _add_run, _cmd_run),
     ("resume", "continue a killed run from its last checkpoint", _add_resume, _cmd_resume),
+    ("sft", "supervised fine-tuning on a demonstrator's steps (expert, API model, run:<dir>); a run folder",
+     lambda p: _load("opid_gym.sft:add_sft_arguments")(p), lambda args: _load("opid_gym.sft:cmd_sft")(args)),
+    ("demo", "the CPU demo that learns: base model, expert warm start (sft), then OPID; one table",
+     lambda p: _load("opid_gym.demo:add_demo_arguments")(p), lambda args: _load("opid_gym.demo:cmd_demo")(args)),
 ]
+
+
+def _load(path: str) -> Any:
+    from opid_gym.registry import load_object
+
+    return load_object(path)
 
 
 _RESULTS_HELP = "results database (default: $OPID_GYM_RESULTS, else ~/.cache/opid-gym/results.sqlite)"

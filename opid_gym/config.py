@@ -590,6 +590,7 @@ def resolve_config(
     family = benchmark_family(bench)
     cfg = RunConfig(learner_name=learner, learner=cls.default_config(bench, family), env=EnvConfig(benchmark=benchmark))
     cfg = apply_overrides(cfg, FAMILY_DEFAULTS.get(family, {}))
+    cfg = apply_overrides(cfg, getattr(cls, "run_defaults", {}))  # e.g. sft: one episode per task
     cfg = apply_overrides(cfg, {
         "env.max_steps": bench.max_steps, "env.history_length": bench.history_length,
         "rollout.max_prompt_tokens": bench.max_prompt_tokens,

@@ -124,6 +124,10 @@ class TextEnv(gym.Env[str, str]):
         """The next action of the environment's expert, where the family has one."""
         return None
 
+    def expert_plan(self) -> list[str] | None:
+        """The expert's remaining plan, next action first (None: the family has none)."""
+        return None
+
     def data_files(self) -> dict[str, Path]:
         """The data files this split's scores depend on: stable name -> path.
 

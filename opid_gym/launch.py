@@ -57,7 +57,10 @@ def cmd_run(args: Any) -> int:
         set_items = list(args.set_items)
         if getattr(args, "data_root", None):
             set_items.insert(0, f"env.data_root={Path(args.data_root).expanduser().resolve()}")
-        cfg = resolve_config(args.learner, args.env, model=args.model, preset=args.preset,
+        from opid_gym.warm_start import absolute_model_name
+
+        model = absolute_model_name(args.model) if args.model else None
+        cfg = resolve_config(args.learner, args.env, model=model, preset=args.preset,
                              file_overrides=file_overrides, set_items=set_items)
     except ConfigError as exc:
         raise CLIError(f"bad configuration: {exc}") from None

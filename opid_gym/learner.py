@@ -412,6 +412,8 @@ class Learner:
     description: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     Config: ClassVar[type[LearnerConfig]] = LearnerConfig
+    run_defaults: ClassVar[dict[str, Any]] = {}
+    """Run-config defaults this learner needs (dotted keys; presets and --set still win)."""
 
     def __init__(self, config: LearnerConfig, run: RunInfo) -> None:
         if not isinstance(config, self.Config):
@@ -447,10 +449,24 @@ class Learner:
         """Whether the loss reads ``entropy`` (entropies are computed only then)."""
         return self.config.entropy_coef > 0
 
+    @property
+    def needs_old_logp(self) -> bool:
+        """Whether the loss reads ``old_logp`` (π_old is scored only then; else it is 0)."""
+        return True
+
     # ---------------------------------------------------------------------- hooks
     def rollout_prompt_hook(self) -> PromptHook | None:
         """A rewrite of the student's prompts in training rollouts (None: plain prompts)."""
         return None
+
+    def rollout_agent(self, policy_agent: Any, policy: Any) -> Any:
+        """The agent training rollouts run (default: ``policy_agent``, the policy itself).
+
+        A learner that learns from another agent's behaviour (``sft``: demonstrations)
+        returns that agent. ``policy`` tokenises (``encode_chat``, ``encode_response``) so
+        the other agent's steps carry the policy's prompt and response token ids.
+        """
+        return policy_agent
 
     def eval_prompt_hook(self) -> PromptHook | None:
         """A rewrite of the prompts in evaluations (None: the benchmark's plain prompts)."""

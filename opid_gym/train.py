@@ -108,6 +108,10 @@ def make_policy(cfg: RunConfig) -> TrainablePolicy:
     if cfg.model.backend not in builtin.POLICY_BACKENDS:
         raise UnknownNameError(f"unknown model backend {cfg.model.backend!r}."
                                + suggest(cfg.model.backend, list(builtin.POLICY_BACKENDS)))
+    if cfg.model.name.startswith("run:"):  # another run's final weights (opid_gym/warm_start.py)
+        from opid_gym.warm_start import policy_from_run
+
+        return policy_from_run(cfg, make_policy)
     from opid_gym.distributed import device_for
 
     model = cfg.model
@@ -158,8 +162,8 @@ def make_rollout_engine(cfg: RunConfig, policy: TrainablePolicy) -> tuple[Any, A
 def make_env_pool(cfg: RunConfig, env_id: str, env_kwargs: dict[str, Any], *, with_expert: bool = False) -> Any:
     """The training environments' :class:`~opid_gym.workers.EnvPool`: local processes or Ray actors.
 
-    ``with_expert``: every step's info carries the env's ``expert_action()`` (a learner's
-    ``needs_expert``), which the rollout records as ``Step.expert_action``.
+    ``with_expert``: every step's info carries the env's ``expert_action()`` (for a learner's
+    ``needs_expert`` or a scripted rollout agent), which the rollout records as ``Step.expert_action``.
     """
     from opid_gym.workers import make_pool
 
@@ -412,6 +416,7 @@ class Run:
         self.train_agent = agent_cls(self.generator, SamplingParams(
             temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, max_new_tokens=cfg.rollout.max_new_tokens,
             max_prompt_tokens=cfg.rollout.max_prompt_tokens), name=model_name)
+        self.train_agent = self.learner.rollout_agent(self.train_agent, self.policy)  # sft: the demonstrator
         self.eval_agent = agent_cls(self.generator, SamplingParams(
             temperature=self.bench.temperature, top_p=self.bench.top_p, max_new_tokens=self.bench.max_new_tokens,
             max_prompt_tokens=self.bench.max_prompt_tokens), name=model_name)
@@ -587,7 +592,9 @@ class Run:
             ctx = self._context(step)
             if len(batch):
                 width = batch.mask.shape[1]
-                if self.cfg.rollout.old_logp == "sampler":
+                if not self.learner.needs_old_logp:  # e.g. a supervised loss: no ratio to π_old
+                    batch.old_logp = torch.zeros_like(batch.mask)
+                elif self.cfg.rollout.old_logp == "sampler":
                     if batch.sampler_logp is None:
                         raise RunError("rollout.old_logp=sampler but the rollout engine returned no log-probs")
                     batch.old_logp = batch.sampler_logp
@@ -696,7 +703,8 @@ class Run:
         log = MetricsLog(self.paths, tensorboard=self.cfg.log.tensorboard,
                          purge_step=self.state.step + 1 if self.resume else None) if main else None
         self.pool = make_env_pool(self.cfg, self.bench.train_env_id or "", self.train_kwargs,
-                                  with_expert=self.learner.needs_expert)
+                                  with_expert=self.learner.needs_expert
+                                  or bool(getattr(self.train_agent, "needs_expert", False)))
         self._prefetch = None
         bar = self._bar() if main else None
         try:

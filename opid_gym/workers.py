@@ -94,6 +94,10 @@ class _SlotEnvs:
         if self.with_expert:
             expert = _env_class_attr(env, "expert_action")
             info["expert_action"] = expert() if expert else None
+            plan = _env_class_attr(env, "expert_plan")
+            rest = plan() if plan else None
+            if rest is not None:  # the expert's remaining plan (the sub-goal it pursues)
+                info["expert_plan_rest"] = list(rest)
         return info
 
     def reset(self, slot: int, seed: int, options: dict[str, Any]) -> ResetResult | EnvError:

@@ -52,6 +52,8 @@ class ALFWorldEnv(TextEnv):
         data_root: the data root (see :mod:`opid_gym.data`).
         max_steps: step limit (30 in the OPID protocol, 50 in the SDAR/GiGPO one).
         task_types: keep only these short task types (``pick``, ``look``, ...).
+        max_plan_length: keep only games whose expert walkthrough has at most this many
+            actions (a subset where the expert's plan fits a short step limit).
         success_reward: the reward of the winning step.
         translation_cache: reuse each game's PDDL translation (``True``: on disk and in
             memory, unless ``$OPID_GYM_ALFWORLD_CACHE`` says otherwise; ``"memory"``;
@@ -71,6 +73,7 @@ class ALFWorldEnv(TextEnv):
         data_root: str | Path | None = None,
         max_steps: int = 30,
         task_types: list[str] | None = None,
+        max_plan_length: int | None = None,
         success_reward: float = 10.0,
         render_mode: str | None = None,
         translation_cache: bool | str = True,
@@ -81,6 +84,8 @@ class ALFWorldEnv(TextEnv):
         games = list_games(split, data_root)
         if task_types:
             games = [g for g in games if g.task_type in set(task_types)]
+        if max_plan_length is not None:
+            games = [g for g in games if g.plan_length <= int(max_plan_length)]
         self.games: list[Game] = games
         self.success_reward = float(success_reward)
         self._engine = None
@@ -151,6 +156,13 @@ class ALFWorldEnv(TextEnv):
         n = len(self._actions)
         if self._actions == self._walkthrough[:n] and n < len(self._walkthrough):
             return self._walkthrough[n]
+        return None
+
+    def expert_plan(self) -> list[str] | None:
+        """The rest of the walkthrough while the agent has followed it so far (else None)."""
+        n = len(self._actions)
+        if self._actions == self._walkthrough[:n] and n < len(self._walkthrough):
+            return list(self._walkthrough[n:])
         return None
 
     def close_task(self) -> None:

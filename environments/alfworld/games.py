@@ -40,6 +40,8 @@ class Game:
     task_id: str
     task_type: str
     task_type_full: str
+    plan_length: int = 0
+    """Number of actions of the game's expert walkthrough."""
 
 
 def alfworld_root(data_root: str | Path | None) -> Path:
@@ -62,8 +64,9 @@ def list_games(split: str, data_root: str | Path | None = None) -> list[Game]:
         if "movable" in str(trial_dir) or "Sliced" in str(trial_dir):
             continue
         with open(game_file, encoding="utf-8") as f:
-            if not json.load(f).get("solvable", False):
-                continue
+            game_json = json.load(f)
+        if not game_json.get("solvable", False):
+            continue
         traj = trial_dir / "traj_data.json"
         if traj.exists():
             with open(traj, encoding="utf-8") as f:
@@ -73,7 +76,7 @@ def list_games(split: str, data_root: str | Path | None = None) -> list[Game]:
         if full not in TASK_TYPES:
             continue
         task_id = f"{split}/{trial_dir.parent.name}/{trial_dir.name}"
-        games.append(Game(game_file, task_id, TASK_TYPES[full], full))
+        games.append(Game(game_file, task_id, TASK_TYPES[full], full, len(game_json.get("walkthrough") or [])))
     if not games:
         raise DataNotFoundError(missing_data_message(f"ALFWorld ({split})", split_dir, DOWNLOAD_HINT))
     return games
