@@ -118,3 +118,10 @@ def results(args: argparse.Namespace) -> int:
         print(f"{r.created:25s} {r.kind:4s} {r.benchmark:18s} {r.protocol_id + '#' + r.protocol_hash:34s} "
               f"{r.learner or '-':10s} {r.model[:24]:24s} {r.seed:4d} {100 * r.success_rate:6.1f}% {r.episodes:8d}")
     return 0
+
+
+def experiment(args: argparse.Namespace) -> int:
+    """``experiment list|run|status|report`` (body in :mod:`benchmarks.experiment`)."""
+    from benchmarks.experiment import command
+
+    return command(args)

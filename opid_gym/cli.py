@@ -329,6 +329,12 @@ def _add_compare(p: argparse.ArgumentParser) -> None:
 def _add_results(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["list"], help="list the stored records")
     p.add_argument("--env", default=None, help="only this benchmark")
+def _add_experiment(p: argparse.ArgumentParser) -> None:
+    from opid_gym.registry import load_object
+
+    load_object("benchmarks.experiment:add_arguments")(p)
+
+
 def _add_run(p: argparse.ArgumentParser) -> None:
     from opid_gym.launch import add_run_arguments
 
@@ -367,6 +373,8 @@ COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callab
     ("results", "show the results database", _add_results, lambda args: _benchmarks_command("results")(args)),
     ("run", "train a learner on a benchmark and evaluate it (writes a run folder)", _add_run, _cmd_run),
     ("resume", "continue a killed run from its last checkpoint", _add_resume, _cmd_resume),
+    ("experiment", "run, resume, follow and report a grid of runs declared in an experiment file",
+     _add_experiment, lambda args: _benchmarks_command("experiment")(args)),
 ]
 
 
