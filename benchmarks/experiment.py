@@ -36,8 +36,9 @@ A *method* is (learner, variant); a *cell* is (method, fraction, seed) and is on
 :func:`run_experiment` starts the cells as separate processes, at most ``jobs`` at a
 time (with ``nproc > 1`` one after another, each over ``nproc`` processes), skips
 finished cells (``summary.json`` present), continues killed ones with ``opid-bench
-resume``, and refuses a cell folder whose config differs from the file's (the file
-changed: rename the experiment or remove the folder). Every cell's config carries
+resume``, refuses a cell folder whose config differs from the file's (the file
+changed: rename the experiment or remove the folder), and leaves alone a cell that
+another ``experiment run`` is training (a lock file per cell, held by the cell's process). Every cell's config carries
 ``experiment = "<name>/<cell>"``, so its results-store record is filed under the
 experiment (:func:`store_records`).
 """
@@ -368,6 +369,7 @@ class _Job:
     started: float
     log: Any
     action: str
+    lock: Any
 
 
 def _cell_argv(exp: Experiment, cell: Cell, folder: Path, action: str, *, nproc: int, data_root: str | None,
@@ -393,22 +395,18 @@ def _cell_argv(exp: Experiment, cell: Cell, folder: Path, action: str, *, nproc:
     return argv
 
 
-class _Lock:
-    """One ``experiment run`` per experiment folder at a time (released when the process dies)."""
+def _lock_cell(path: Path) -> Any:
+    """An exclusive lock on one cell (an open file, released when closed or when the process
+    dies), or None when another ``experiment run`` holds it."""
+    import fcntl
 
-    def __init__(self, folder: Path) -> None:
-        import fcntl
-
-        folder.mkdir(parents=True, exist_ok=True)
-        self.file = open(folder / ".lock", "a+")
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.file.close()
-            raise ExperimentError(f"another `opid-bench experiment run` is running on {folder}") from None
-
-    def close(self) -> None:
-        self.file.close()
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return None
+    return f
 
 
 def run_experiment(exp: Experiment, root: str | os.PathLike[str] | None = None, *, jobs: int = 1, nproc: int = 1,
@@ -441,59 +439,71 @@ def run_experiment(exp: Experiment, root: str | os.PathLike[str] | None = None, 
     states = {c.id: cell_state(exp, c, Path(root) if root is not None else DEFAULT_ROOT) for c in cells}
     for c in cells:
         check_cell_folder(exp, c, states[c.id].folder, configs[c.id])
-    lock = _Lock(folder)
+    _write_manifest(exp, folder)
+    todo = [c for c in cells if states[c.id].state != "done"]
+    skipped = len(cells) - len(todo)
+    print(f"experiment {exp.name}: {len(cells)} cells, {skipped} finished (skipped), {len(todo)} to run, "
+          f"{jobs} at a time; folder {folder}", file=out, flush=True)
+    (folder / "logs").mkdir(exist_ok=True)
+    running: list[_Job] = []
+    failed: list[str] = []
+    elsewhere: list[str] = []
+    start = time.perf_counter()
     try:
-        _write_manifest(exp, folder)
-        todo = [c for c in cells if states[c.id].state != "done"]
-        skipped = len(cells) - len(todo)
-        print(f"experiment {exp.name}: {len(cells)} cells, {skipped} finished (skipped), {len(todo)} to run, "
-              f"{jobs} at a time; folder {folder}", file=out, flush=True)
-        (folder / "logs").mkdir(exist_ok=True)
-        running: list[_Job] = []
-        failed: list[str] = []
-        start = time.perf_counter()
-        try:
-            while todo or running:
-                while todo and len(running) < jobs:
-                    cell = todo.pop(0)
-                    action = "resume" if states[cell.id].state == "partial" else "run"
-                    log = open(folder / "logs" / f"{cell.id}.log", "a", encoding="utf-8")
-                    argv = _cell_argv(exp, cell, states[cell.id].folder, action, nproc=nproc, data_root=data_root,
-                                      results_db=results_db, module=module or CELL_MODULE)
-                    log.write(f"\n### {time.strftime('%Y-%m-%d %H:%M:%S')} {action}: {' '.join(argv)}\n")
-                    log.flush()
-                    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=_child_env())
-                    running.append(_Job(cell, proc, time.perf_counter(), log, action))
-                    print(f"  start {cell.id} ({action})", file=out, flush=True)
-                time.sleep(0.2)
-                for job in list(running):
-                    code = job.proc.poll()
-                    if code is None:
-                        continue
-                    running.remove(job)
-                    job.log.close()
-                    secs = time.perf_counter() - job.started
-                    ok = code == 0 and (states[job.cell.id].folder / "summary.json").is_file()
-                    if not ok:
-                        failed.append(job.cell.id)
-                    print(f"  {'done ' if ok else 'FAILED'} {job.cell.id} in {secs:.0f}s"
-                          + ("" if ok else f" (exit {code}; log: {folder / 'logs' / (job.cell.id + '.log')})"),
-                          file=out, flush=True)
-        finally:
-            for job in running:  # interrupted: stop the cells; `experiment run` again resumes them
-                job.proc.terminate()
-            for job in running:
-                try:
-                    job.proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    job.proc.kill()
+        while todo or running:
+            while todo and len(running) < jobs:
+                cell = todo.pop(0)
+                lock = _lock_cell(folder / "logs" / f"{cell.id}.lock")
+                if lock is None:  # another `experiment run` trains it now
+                    elsewhere.append(cell.id)
+                    print(f"  skip  {cell.id} (another experiment run is training it)", file=out, flush=True)
+                    continue
+                states[cell.id] = cell_state(exp, cell, folder.parent)  # it may have finished meanwhile
+                if states[cell.id].state == "done":
+                    lock.close()
+                    continue
+                action = "resume" if states[cell.id].state == "partial" else "run"
+                log = open(folder / "logs" / f"{cell.id}.log", "a", encoding="utf-8")
+                argv = _cell_argv(exp, cell, states[cell.id].folder, action, nproc=nproc, data_root=data_root,
+                                  results_db=results_db, module=module or CELL_MODULE)
+                log.write(f"\n### {time.strftime('%Y-%m-%d %H:%M:%S')} {action}: {' '.join(argv)}\n")
+                log.flush()
+                # the cell inherits the lock: a cell left running by a killed scheduler still holds it
+                proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=_child_env(),
+                                        pass_fds=(lock.fileno(),))
+                running.append(_Job(cell, proc, time.perf_counter(), log, action, lock))
+                print(f"  start {cell.id} ({action})", file=out, flush=True)
+            time.sleep(0.2)
+            for job in list(running):
+                code = job.proc.poll()
+                if code is None:
+                    continue
+                running.remove(job)
                 job.log.close()
-        print(f"experiment {exp.name}: {len(cells) - len(failed)}/{len(cells)} cells done "
-              f"({time.perf_counter() - start:.0f}s)" + (f"; failed: {', '.join(failed)}" if failed else ""),
-              file=out, flush=True)
-        return 1 if failed else 0
+                job.lock.close()
+                secs = time.perf_counter() - job.started
+                ok = code == 0 and (states[job.cell.id].folder / "summary.json").is_file()
+                if not ok:
+                    failed.append(job.cell.id)
+                print(f"  {'done ' if ok else 'FAILED'} {job.cell.id} in {secs:.0f}s"
+                      + ("" if ok else f" (exit {code}; log: {folder / 'logs' / (job.cell.id + '.log')})"),
+                      file=out, flush=True)
     finally:
-        lock.close()
+        for job in running:  # interrupted: stop the cells; `experiment run` again resumes them
+            job.proc.terminate()
+        for job in running:
+            try:
+                job.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                job.proc.kill()
+            job.log.close()
+            job.lock.close()
+    done = len(cells) - len(failed) - len(elsewhere)
+    print(f"experiment {exp.name}: {done}/{len(cells)} cells done ({time.perf_counter() - start:.0f}s)"
+          + (f"; failed: {', '.join(failed)}" if failed else "")
+          + (f"; still training in another run: {', '.join(elsewhere)}" if elsewhere else ""),
+          file=out, flush=True)
+    return 1 if failed or elsewhere else 0
 
 
 def _child_env() -> dict[str, str]:
