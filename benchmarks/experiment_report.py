@@ -203,7 +203,7 @@ def published(exp: Experiment, m: Method, fraction: float, rs: Sequence[CellResu
         why.append(f"model {', '.join(models)} ≠ {ref.model}")
     if steps != [PAPER_STEPS]:
         why.append(f"{', '.join(map(str, steps))} steps ≠ {PAPER_STEPS}")
-    return f"not comparable ({'; '.join(why)}): published {ref.values['success_rate']:.1f}", None
+    return f"not comparable ({'; '.join(why)}): {ref.values['success_rate']:.1f}, {ref.label}", None
 
 
 # ------------------------------------------------------------------ paired stats
@@ -365,6 +365,8 @@ def curve_charts(exp: Experiment, results: Sequence[CellResult], metric: str, ti
         ax.set_xlabel("training step")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel(ylabel)
+        if scale == 100:  # a success rate: the whole 0-100 range
+            ax.set_ylim(-2, 102)
         ax.grid(alpha=0.3)
         _legend(ax, len(part))
         out.append(_svg(fig, f"{re.sub(r'[^a-z]', '', metric)}{i}"))

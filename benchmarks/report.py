@@ -110,9 +110,9 @@ def curve_groups(metrics: Sequence[dict[str, Any]]) -> list[tuple[str, str, list
             parts = math.ceil(len(members) / MAX_SERIES)
             per = math.ceil(len(members) / parts)
             for j in range(parts):
-                suffix = f"{kind}" + (f" {j + 1}/{parts}" if parts > 1 else "")
-                out.append((f"{title}: {suffix}", kind if kind != "counts" else ylabel,
-                            members[j * per:(j + 1) * per]))
+                part = f" {j + 1}/{parts}" if parts > 1 else ""
+                name = f"{title}{part}" if kind == "advantage" else f"{title}: {kind}{part}"
+                out.append((name, ylabel if kind in ("advantage", "counts") else kind, members[j * per:(j + 1) * per]))
     return out
 
 
