@@ -300,7 +300,8 @@ class CellState:
     cell: Cell
     folder: Path
     state: str
-    """``done`` (summary.json), ``partial`` (a run folder without summary), ``pending``."""
+    """``done`` (summary.json), ``partial`` (a run folder without summary), ``pending``
+    (``experiment status`` shows a partial or pending cell whose lock is held as ``running``)."""
     steps_done: int = 0
     steps_total: int | None = None
 
@@ -568,7 +569,15 @@ def status_lines(exp: Experiment, root: str | os.PathLike[str] | None = None,
             if "success_rate" in final:
                 success = f"{100 * float(final['success_rate']):.1f}%"
         rec = records.get(s.cell.id)
-        lines.append(f"{s.cell.id:{width}s}  {s.state:8s} {steps:>9s} {success:>8s}  "
+        state = s.state
+        lock_path = s.folder.parent / "logs" / f"{s.cell.id}.lock"
+        if state != "done" and lock_path.is_file():
+            lock = _lock_cell(lock_path)
+            if lock is None:  # an `experiment run` holds it: the cell is training now
+                state = "running"
+            else:
+                lock.close()
+        lines.append(f"{s.cell.id:{width}s}  {state:8s} {steps:>9s} {success:>8s}  "
                      f"{'recorded ' + rec.id[:8] if rec else '-'}")
     counts = {k: sum(s.state == k for s in states) for k in ("done", "partial", "pending")}
     lines.append(f"{counts['done']}/{len(states)} done, {counts['partial']} partial, {counts['pending']} pending")

@@ -334,6 +334,25 @@ def test_console_errors_would_be_caught(tmp_path):
     assert any("CONSOLE" in line and "Uncaught" in line for line in proc.stderr.splitlines()), proc.stderr[-2000:]
 
 
+def test_a_cell_folder_of_another_config_is_refused(tmp_path, capsys):
+    from opid_gym.config import config_to_dict
+
+    spec = tmp_path / "g.toml"
+    spec.write_text(GRID)
+    exp = load_experiment(spec)
+    cell = exp.cells()[0]
+    folder = tmp_path / "runs" / exp.name / cell.id
+    folder.mkdir(parents=True)
+    cfg = config_to_dict(cell_config(exp, cell))
+    cfg["optim"]["lr"] = 0.5  # the file said something else when this cell ran
+    (folder / "config.json").write_text(json.dumps(cfg))
+    assert main(["experiment", "run", str(spec), "--root", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert f"cell {cell.id}" in err and "differs in optim.lr" in err and "rename it or remove" in err
+    assert not (tmp_path / "runs" / exp.name / "logs").exists()  # nothing started
+    assert status_lines(exp, tmp_path / "runs")[-1] == "0/8 done, 1 partial, 7 pending"
+
+
 def test_report_of_an_unstarted_experiment_says_so(tmp_path):
     spec = tmp_path / "g.toml"
     spec.write_text(GRID)
