@@ -360,3 +360,20 @@ def test_report_of_an_unstarted_experiment_says_so(tmp_path):
     page = build_experiment_report(exp, tmp_path / "runs")
     assert page.count("No finished cells to draw.") == 3 and "0/8 cells done" in page
     assert status_lines(exp, tmp_path / "runs")[-1] == "0/8 done, 0 partial, 8 pending"
+
+
+def test_leaderboard_keeps_data_fractions_in_separate_rows():
+    from benchmarks.leaderboard import build_leaderboard, render
+    from tests.test_leaderboard import rec
+
+    def at(fraction, r):
+        r.config = {"env": {"train_fraction": fraction}}
+        return r
+
+    records = [at(1.0, rec(0, 0.8)), at(1.0, rec(1, 0.6)), at(0.2, rec(0, 0.1)), at(0.2, rec(1, 0.3)),
+               rec(2, 0.7)]  # a record from before the key counts as all the data
+    board = build_leaderboard(records, "alfworld-unseen", references="none")
+    rows = {e.label: e for e in board.entries}
+    assert set(rows) == {"grpo", "grpo (20% data)"}
+    assert rows["grpo"].seeds == [0, 1, 2] and rows["grpo (20% data)"].success.mean == pytest.approx(20.0)
+    assert "grpo (20% data)" in render(board, "table") and "grpo (20% data)" in render(board, "csv")
