@@ -139,16 +139,16 @@ def test_bad_experiment_files_fail_in_one_line_before_any_work(tmp_path, capsys)
 # --------------------------------------------------------------- paired statistics
 def test_paired_bootstrap_pairs_tasks_and_seeds():
     a = np.array([1.0, 0, 1, 0, 1, 0, 1, 0])
-    same = paired_bootstrap([(a, a.copy(), ["x"] * 8)] * 2, by_types=False)
+    same = paired_bootstrap([(a, a.copy(), ["x"] * 8)] * 2, by_types=False, resamples=400)
     assert same == (0.0, 0.0, 0.0)  # identical per-task outcomes: a difference of exactly 0, no spread
     b = np.ones(8)
-    d, lo, hi = paired_bootstrap([(a, b, ["x"] * 8)], by_types=False)
+    d, lo, hi = paired_bootstrap([(a, b, ["x"] * 8)], by_types=False, resamples=400)
     assert d == pytest.approx(50.0) and lo < 50.0 < hi and 0 <= lo and hi <= 100
     # by types: the mean of per-type differences (type y has 2 episodes, type x 6)
     types = ["x"] * 6 + ["y"] * 2
     a2, b2 = np.zeros(8), np.array([0, 0, 0, 0, 0, 0, 1, 1.0])
-    assert paired_bootstrap([(a2, b2, types)], by_types=True)[0] == pytest.approx(50.0)
-    assert paired_bootstrap([(a2, b2, types)], by_types=False)[0] == pytest.approx(25.0)
+    assert paired_bootstrap([(a2, b2, types)], by_types=True, resamples=400)[0] == pytest.approx(50.0)
+    assert paired_bootstrap([(a2, b2, types)], by_types=False, resamples=400)[0] == pytest.approx(25.0)
 
 
 def _fake(exp, key, fraction, seed, success, steps, tokens=1000, wins=None):
