@@ -149,3 +149,10 @@ def results(args: argparse.Namespace) -> int:
               f"{r.learner or '-':10s} {r.model[:24]:24s} {r.seed:4d} {100 * r.success_rate:6.1f}% {r.episodes:8d} "
               f"{int(r.errors or 0):6d}" + ("  incomplete" if r.errors else ""))
     return 0
+
+
+def experiment(args: argparse.Namespace) -> int:
+    """``experiment list|run|status|report`` (body in :mod:`benchmarks.experiment`)."""
+    from benchmarks.experiment import command
+
+    return command(args)

@@ -49,9 +49,13 @@ class Comparison:
     a_protocol: str
     b_protocol: str
     rows: list[MetricDiff]
+    a_train_fraction: float | None = None
+    """Share of the training tasks run A trained on (``env.train_fraction``; None: not a run)."""
+    b_train_fraction: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"a": self.a, "b": self.b, "a_protocol": self.a_protocol, "b_protocol": self.b_protocol,
+                "a_train_fraction": self.a_train_fraction, "b_train_fraction": self.b_train_fraction,
                 "rows": [asdict(r) for r in self.rows]}
 
 
@@ -149,8 +153,20 @@ def _proto(e: EvalResult) -> str:
 
 def compare_runs(run_a: str | Path, run_b: str | Path, *, tag_a: str | None = None, tag_b: str | None = None,
                  **kwargs: Any) -> Comparison:
-    a, b = load_run(run_a).main_eval(tag_a), load_run(run_b).main_eval(tag_b)
-    return compare_evals(a, b, label_a=str(run_a), label_b=str(run_b), **kwargs)
+    folder_a, folder_b = load_run(run_a), load_run(run_b)
+    c = compare_evals(folder_a.main_eval(tag_a), folder_b.main_eval(tag_b), label_a=str(run_a), label_b=str(run_b),
+                      **kwargs)
+    c.a_train_fraction, c.b_train_fraction = _train_fraction(folder_a.config), _train_fraction(folder_b.config)
+    return c
+
+
+def _train_fraction(config: dict[str, Any] | None) -> float | None:
+    """``env.train_fraction`` of a run folder's config (1.0 when a run config has none)."""
+    env = (config or {}).get("env")
+    if not isinstance(env, dict):
+        return None
+    value = env.get("train_fraction", 1.0)
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def format_comparison(c: Comparison, fmt: str = "table") -> str:
@@ -164,9 +180,13 @@ def format_comparison(c: Comparison, fmt: str = "table") -> str:
 
     rows = [fmt_row(r) for r in c.rows]
     widths = [max(len(h), *(len(row[j]) for row in rows)) for j, h in enumerate(head)]
-    lines = [f"A: {c.a}  ({c.a_protocol})", f"B: {c.b}  ({c.b_protocol})",
+    data = lambda f: "" if f is None else f", trained on {100 * f:g}% of the training tasks"  # noqa: E731
+    lines = [f"A: {c.a}  ({c.a_protocol}{data(c.a_train_fraction)})",
+             f"B: {c.b}  ({c.b_protocol}{data(c.b_train_fraction)})",
              "  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() for row in rows]
+    if c.a_train_fraction != c.b_train_fraction and None not in (c.a_train_fraction, c.b_train_fraction):
+        lines.append("note: the two runs trained on different shares of the training data.")
     if c.a_protocol != c.b_protocol:
         lines.append("note: --allow-mixed: the two runs were measured under different protocols.")
     lines.append("Intervals treat A and B as independent samples of episodes (conservative when both ran the "

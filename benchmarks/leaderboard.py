@@ -70,6 +70,8 @@ class Entry:
     errors: int = 0
     """Episodes that failed by error (worker or backend), summed over the seeds; a row
     with errors is incomplete and shown only when asked (``include_incomplete``)."""
+    train_fraction: float = 1.0
+    """Share of the training tasks the runs trained on (``env.train_fraction``)."""
 
     @property
     def n(self) -> int:
@@ -80,7 +82,8 @@ class Entry:
         """The row's method: the learner (``*`` when evaluated with skills, e.g.
         ``skill-grpo*``), ``vanilla`` / ``skill-prompt*`` for an untrained model."""
         if self.learner:
-            return f"{self.learner}*" if self.eval_mode == "skills" else self.learner
+            label = f"{self.learner}*" if self.eval_mode == "skills" else self.learner
+            return label if self.train_fraction >= 1 else f"{label} ({100 * self.train_fraction:g}% data)"
         return {"plain": "vanilla", "skills": "skill-prompt*"}.get(self.eval_mode or "", "— (eval only)")
 
 
@@ -93,6 +96,13 @@ def eval_mode(record: ResultRecord) -> str | None:
     if mode is None and record.learner:
         return "plain"
     return str(mode) if mode is not None else None
+
+
+def train_fraction(record: ResultRecord) -> float:
+    """The share of training tasks a run record trained on (``env.train_fraction``; 1.0 if unset)."""
+    env = record.config.get("env") if isinstance(record.config, Mapping) else None
+    value = env.get("train_fraction") if isinstance(env, Mapping) else None
+    return float(value) if isinstance(value, (int, float)) else 1.0
 
 
 @dataclass
@@ -205,13 +215,13 @@ def build_leaderboard(
     incomplete = [r for r in mine if int(r.errors or 0) > 0]
     if not include_incomplete:
         mine = [r for r in mine if int(r.errors or 0) == 0]
-    groups: dict[tuple[str | None, str | None, str, str], dict[int, ResultRecord]] = defaultdict(dict)
-    for r in sorted(mine, key=lambda r: r.created):
-        groups[(r.learner, eval_mode(r), r.model, r.protocol_hash)][int(r.seed)] = r  # latest per seed
+    groups: dict[tuple[str | None, str | None, str, str, float], dict[int, ResultRecord]] = defaultdict(dict)
+    for r in sorted(mine, key=lambda r: r.created):  # latest per seed; data fractions never share a row
+        groups[(r.learner, eval_mode(r), r.model, r.protocol_hash, train_fraction(r))][int(r.seed)] = r
     extra_keys = sorted({k for r in mine for k in r.metrics if k not in STANDARD_METRICS})
     types = sorted({t for r in mine for t in r.per_type})
     entries = []
-    for (learner, mode, model, phash), by_seed in groups.items():
+    for (learner, mode, model, phash, fraction), by_seed in groups.items():
         recs = [by_seed[s] for s in sorted(by_seed)]
         extra = {k: _pct_ci([100 * r.metrics[k] for r in recs]) for k in extra_keys
                  if all(k in r.metrics for r in recs)}
@@ -228,6 +238,7 @@ def build_leaderboard(
                              for r in recs),
             device_kind="/".join(sorted(kinds)), record_ids=[r.id for r in recs], eval_mode=mode,
             errors=sum(int(r.errors or 0) for r in recs),
+            train_fraction=fraction,
         ))
     entries.sort(key=lambda e: (-e.success.mean, -e.n, e.model, e.label))
     refs = [] if references == "none" else reference_rows(benchmark, include_extra=references == "all")

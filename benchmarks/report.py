@@ -84,6 +84,38 @@ def _keys(metrics: Sequence[dict[str, Any]], selector: Any) -> list[str]:
     return [k for k in selector if k in present]
 
 
+MAX_SERIES = 8
+"""Most series one chart draws (and lists in its legend); more are split over charts."""
+_KINDS = (  # how a chart with too many series is split: (title suffix, test on the key), first match wins
+    ("advantage", lambda k: "adv" in k or "delta" in k),
+    ("fractions", lambda k: k.endswith(("_frac", "_rate"))),
+    ("seconds", lambda k: "seconds" in k or k.startswith("time")),
+    ("counts", lambda k: True),
+)
+
+
+def curve_groups(metrics: Sequence[dict[str, Any]]) -> list[tuple[str, str, list[str]]]:
+    """(title, y label, keys) of every chart: the :data:`_CURVES` selections, each with at
+    most :data:`MAX_SERIES` keys (a larger one is split by kind of value, then in chunks)."""
+    out = []
+    for title, ylabel, selector in _CURVES:
+        keys = _keys(metrics, selector)
+        if len(keys) <= MAX_SERIES:
+            out.append((title, ylabel, keys))
+            continue
+        kinds: dict[str, list[str]] = {}
+        for k in keys:
+            kinds.setdefault(next(name for name, test in _KINDS if test(k)), []).append(k)
+        for kind, members in kinds.items():
+            parts = math.ceil(len(members) / MAX_SERIES)
+            per = math.ceil(len(members) / parts)
+            for j in range(parts):
+                part = f" {j + 1}/{parts}" if parts > 1 else ""
+                name = f"{title}{part}" if kind == "advantage" else f"{title}: {kind}{part}"
+                out.append((name, ylabel if kind in ("advantage", "counts") else kind, members[j * per:(j + 1) * per]))
+    return out
+
+
 def curve_figures(run: RunFolder) -> list[tuple[str, str]]:
     """(title, inline SVG) for every curve with data."""
     if not run.metrics:
@@ -91,8 +123,7 @@ def curve_figures(run: RunFolder) -> list[tuple[str, str]]:
     plt = _import_pyplot()
     out = []
     evals = [(e.step, e.summary.get("success_rate")) for e in run.evals.values() if e.step is not None]
-    for i, (title, ylabel, selector) in enumerate(_CURVES):
-        keys = _keys(run.metrics, selector)
+    for i, (title, ylabel, keys) in enumerate(curve_groups(run.metrics)):
         extra_eval = title == "Success rate" and evals
         if not keys and not extra_eval:
             continue
@@ -112,8 +143,8 @@ def curve_figures(run: RunFolder) -> list[tuple[str, str]]:
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        if len(ax.get_lines()) > 0:
-            ax.legend(fontsize=7, loc="best")
+        if len(ax.get_lines()) > 0:  # below the axes, never over the curves
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, frameon=False)
         out.append((title, _svg(fig, f"curve{i}")))
     return out
 

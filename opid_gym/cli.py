@@ -402,6 +402,12 @@ def _add_compare(p: argparse.ArgumentParser) -> None:
 def _add_results(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["list"], help="list the stored records")
     p.add_argument("--env", default=None, help="only this benchmark")
+def _add_experiment(p: argparse.ArgumentParser) -> None:
+    from opid_gym.registry import load_object
+
+    load_object("benchmarks.experiment:add_arguments")(p)
+
+
 def _add_run(p: argparse.ArgumentParser) -> None:
     from opid_gym.launch import add_run_arguments
 
@@ -444,6 +450,8 @@ COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callab
      lambda p: _load("opid_gym.sft:add_sft_arguments")(p), lambda args: _load("opid_gym.sft:cmd_sft")(args)),
     ("demo", "the CPU demo that learns: base model, expert warm start (sft), then OPID; one table",
      lambda p: _load("opid_gym.demo:add_demo_arguments")(p), lambda args: _load("opid_gym.demo:cmd_demo")(args)),
+    ("experiment", "run, resume, follow and report a grid of runs declared in an experiment file",
+     _add_experiment, lambda args: _benchmarks_command("experiment")(args)),
 ]
 
 

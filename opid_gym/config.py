@@ -129,6 +129,9 @@ class EnvConfig:
             message to a worker (then in the trainer's process; ``opid_gym.workers.make_pool``).
         ray_address: the Ray cluster to join (``auto``, ``HOST:PORT``); unset: a local
             Ray instance (or the one already initialised).
+        train_fraction: train on this share of the training tasks (1.0: all): a seeded
+            subset, the same for every learner at a given (fraction, seed), nested across
+            fractions (:func:`opid_gym.train.training_subset`). The evaluation is unchanged.
     """
 
     benchmark: str = "alfworld-unseen"
@@ -139,8 +142,10 @@ class EnvConfig:
     max_concurrent: int | None = None
     pool: Literal["process", "ray", "auto"] = "process"
     ray_address: str | None = None
+    train_fraction: float = 1.0
 
     def __post_init__(self) -> None:
+        _check(0 < self.train_fraction <= 1, f"env.train_fraction must be in (0, 1], got {self.train_fraction}")
         _check(self.max_steps is None or self.max_steps >= 1, f"env.max_steps must be >= 1, got {self.max_steps}")
         _check(self.history_length is None or self.history_length >= 0, "env.history_length must be >= 0")
         _check(self.workers >= 0, f"env.workers must be >= 0, got {self.workers}")
@@ -286,11 +291,14 @@ class RunConfig:
         seed: the run seed (task order, rollout sampling, model init of ``tiny``).
         steps: training steps.
         learner: the learner's own config (its ``Config`` class; ``--set learner.x=...``).
+        experiment: the experiment cell this run belongs to (``<experiment>/<cell>``, set
+            by ``opid-bench experiment run``); a label only, it changes nothing measured.
     """
 
     learner_name: str = "grpo"
     seed: int = 0
     steps: int = 150
+    experiment: str | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)

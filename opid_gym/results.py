@@ -44,7 +44,7 @@ RESULTS_ENV_VAR = "OPID_GYM_RESULTS"
 DEFAULT_RESULTS_PATH = Path("~/.cache/opid-gym/results.sqlite")
 SCHEMA_VERSION = 1
 CONFIG_HASH_IGNORED = ("seed", "out", "out_dir", "run_dir", "workers", "max_concurrent", "results_db",
-                       "progress", "no_progress", "data_root", "json")
+                       "progress", "no_progress", "data_root", "json", "experiment")
 """Config keys left out of the config hash: they do not change what is measured
 (the seed is recorded apart, so seeds of one config share its hash)."""
 

@@ -81,6 +81,23 @@ class TaskSampler:
         return {"num_tasks": self.num_tasks, "per_step": self.per_step, "seed": self.seed}
 
 
+def training_subset(num_tasks: int, fraction: float, seed: int) -> list[int]:
+    """The training tasks a run with ``env.train_fraction = fraction`` uses (sorted).
+
+    The first ``max(1, round(fraction * num_tasks))`` tasks of one seeded permutation of
+    all tasks: a pure function of (num_tasks, fraction, seed), independent of the
+    learner, and nested across fractions (the 20% subset lies inside the 60% one).
+    ``fraction = 1`` is every task.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    if fraction >= 1:
+        return list(range(num_tasks))
+    keep = max(1, min(num_tasks, round(fraction * num_tasks)))
+    perm = np.random.default_rng(derive_seed(seed, "train-subset")).permutation(num_tasks)
+    return sorted(int(i) for i in perm[:keep])
+
+
 # ---------------------------------------------------------------------- timing
 class PhaseTimer:
     """Wall-clock seconds per named phase of the current step."""
@@ -424,7 +441,9 @@ class Run:
         from opid_gym.history import make_history
 
         self.train_kwargs = {**self.bench.train_kwargs(), **self.data_kwargs}
-        self.sampler = TaskSampler(count_tasks(train_env, self.train_kwargs), cfg.rollout.tasks_per_step, cfg.seed)
+        self.num_train_tasks = count_tasks(train_env, self.train_kwargs)
+        self.train_tasks = training_subset(self.num_train_tasks, cfg.env.train_fraction, cfg.seed)
+        self.sampler = TaskSampler(len(self.train_tasks), cfg.rollout.tasks_per_step, cfg.seed)
         self.history = make_history(self.bench.history, **(
             {"length": self.bench.history_length} if self.bench.history == "window" else {}))
         self.prompt_hook = self.learner.rollout_prompt_hook()
@@ -559,7 +578,8 @@ class Run:
         seed, tag = derive_seed(self.cfg.seed, "rollout", step), f"s{step}g"
         if attempt:
             seed, tag = derive_seed(self.cfg.seed, "rollout", step, "refill", attempt), f"s{step}r{attempt}g"
-        specs = make_groups(self.sampler.tasks(step), self.cfg.rollout.group_size, seed, tag=tag)
+        specs = make_groups([self.train_tasks[i] for i in self.sampler.tasks(step)], self.cfg.rollout.group_size,
+                            seed, tag=tag)
         return specs, list(self.dist.shard(range(len(specs))))  # every episode, when there is one process
 
     def _engine_weights(self) -> Any:
@@ -744,7 +764,8 @@ class Run:
             "learner": self.cfg.learner_name, "benchmark": self.cfg.env.benchmark, "model": self.cfg.model.name,
             "seed": self.cfg.seed, "final_eval": final.to_dict() if final is not None else None,
             "budget": {"steps": self.state.step, "tokens_generated": self.state.tokens_generated,
-                       "env_steps": self.state.env_steps, "seconds": self.state.seconds},
+                       "env_steps": self.state.env_steps, "seconds": self.state.seconds,
+                       "train_tasks": len(self.train_tasks), "train_fraction": self.cfg.env.train_fraction},
             "final_eval_seconds": time.perf_counter() - t0,
         }
         if self.dist.enabled:
