@@ -166,4 +166,5 @@ class SFT(Learner):
 
     def loss(self, inputs: LossInputs) -> LossOutput:
         loss = nll_loss(inputs.logp, inputs.advantages * inputs.mask, inputs.num_tokens)
-        return LossOutput(loss, {"loss/nll": float(loss.detach())})
+        value = float(loss.detach())
+        return LossOutput(loss, {"loss/nll": value, "loss/total": value})  # the NLL is the whole loss

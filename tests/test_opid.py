@@ -371,12 +371,22 @@ def test_failed_analyses_give_no_skill_signal(tiny_policy, toy_trajs):
     assert batch.annotations[0]["routed_skill"].startswith("none (analysis failed: unparsable answer")
 
 
-def test_teacher_advantage_normalise_and_clip_and_the_opd_loss(tiny_policy, toy_trajs):
+def test_teacher_advantage_normalise_and_clip_and_the_opd_loss(tiny_policy, toy_trajs, request):
     """The reference's normalize_teacher_adv / clip_teacher_adv per teacher kind, and the OPD term."""
     from learners.opid import OPD_ROWS, OPD_TEACHER
     from opid_gym.learner import LossInputs
 
-    weights = {"episode_skill_weight": 1.0, "step_skill_weight": 1.0, "max_step_skills": 1}
+    pytest.importorskip("httpx")
+    from tests.support.openai_server import ChatServer, Reply
+
+    # one fixed analysis for every trajectory: an episode skill and a step skill at step 0, so
+    # step 0 is routed to its step skill and a second step to the episode skill (both kinds occur)
+    answer = json.dumps({"episode_summary": "s", "episode_skill": "Read the task word first.",
+                         "step_skills": {"0": "Type the letter the task names."}})
+    server = ChatServer(default=Reply(answer)).start()
+    request.addfinalizer(server.stop)
+    weights = {"episode_skill_weight": 1.0, "step_skill_weight": 1.0, "max_step_skills": 1,
+               "analyzer": "openai", "analyzer_model": "m", "analyzer_base_url": server.base_url}
     plain = OPID(OPIDConfig(**weights), toy_run())
     _, batch, ctx = setup(tiny_policy, toy_trajs)
     plain.prepare(batch, ctx)
