@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     trajs = rollout(cfg, policy, bench, env_cls, data_kwargs)
     rollout_seconds = time.perf_counter() - t
-    run = RunInfo(benchmark=bench, family=env_cls.family, template=env_cls.prompt, action_format=env_cls.action_format,
+    run = RunInfo(benchmark=bench, family=env_cls.family.name, template=env_cls.prompt, action_format=env_cls.action_format,
                   run_dir=None, seed=cfg.seed, max_prompt_tokens=cfg.rollout.max_prompt_tokens)
     learners = {name: opid_gym.LEARNERS.get(name)(c.learner, run) for name, c in cfgs.items()}
     one_step(cfg, policy, state0, trajs, learners["grpo"])  # warm-up (allocator, first-call costs)

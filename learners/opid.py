@@ -47,12 +47,11 @@ from learners.grpo import GRPO
 from learners.skills.analyzer import Analysis, AnalysisResult, Analyzer, AnalyzerConfigError, AnalyzerSettings
 from learners.skills.inject import inject_skill
 from opid_gym.benchmark import Benchmark
+from opid_gym.family import EnvFamily
 from opid_gym.learner import ConfigError, LearnerConfig, LossInputs, LossOutput, RunInfo, StepBatch, StepContext
 from opid_gym.types import Message
 
 Route = Literal["critical_first", "additive", "episode_only"]
-FAMILY_MAX_STEP_SKILLS = {"alfworld": 5, "webshop": 5, "searchqa": 2}
-"""K, the most step skills per trajectory (spec §2), per environment family (others: 5)."""
 OPD_TEACHER = "opd_teacher_logp"
 """``batch.extras`` key of the OPD loss's teacher log-probs [N, L] (only with ``opd_loss_coef > 0``)."""
 OPD_ROWS = "opd_rows"
@@ -240,9 +239,9 @@ class OPID(GRPO):
             raise ConfigError(str(exc)) from None
 
     @classmethod
-    def default_config(cls, benchmark: Benchmark, family: str) -> LearnerConfig:
-        base = super().default_config(benchmark, family)
-        return dataclasses.replace(base, max_step_skills=FAMILY_MAX_STEP_SKILLS.get(family, 5))
+    def default_config(cls, benchmark: Benchmark, family: EnvFamily) -> LearnerConfig:
+        base = super().default_config(benchmark, family)  # K per family: spec §2
+        return dataclasses.replace(base, max_step_skills=family.max_step_skills)
 
     @property
     def needs_expert(self) -> bool:

@@ -28,6 +28,7 @@ import torch
 
 from opid_gym.agent import AgentReply, AgentRequest
 from opid_gym.benchmark import Benchmark
+from opid_gym.family import EnvFamily
 from opid_gym.learner import ConfigError, Learner, LearnerConfig, LossInputs, LossOutput, StepBatch, StepContext
 
 
@@ -135,7 +136,7 @@ class SFT(Learner):
     run_defaults = {"rollout.group_size": 1, "optim.lr": 1e-5, "optim.mini_batch_size": 32}
 
     @classmethod
-    def default_config(cls, benchmark: Benchmark, family: str) -> LearnerConfig:
+    def default_config(cls, benchmark: Benchmark, family: EnvFamily) -> LearnerConfig:
         cfg = super().default_config(benchmark, family)
         return dataclasses.replace(cfg, kl_coef=0.0, entropy_coef=0.0)  # no reference, no entropy bonus
 

@@ -129,6 +129,13 @@ LEARNER_DESCRIPTIONS: dict[str, str] = {
     "sft": "supervised fine-tuning on a demonstrator's steps (expert, API model, run:<dir>): a warm start",
 }
 
+CHAT_CLIENT = "agents.openai_client:ChatClient"
+"""The OpenAI-compatible chat client behind :func:`opid_gym.chat.make_chat_client`."""
+
+SKILLS_PROMPT_HOOK = "learners.skills.library:skills_prompt_hook"
+"""The prompt hook of ``opid-bench eval --skills``:
+``make(source: str | None, family: str) -> PromptHook`` (source None: the shipped library)."""
+
 # ---------------------------------------------------------------------- training
 POLICY_BACKENDS: dict[str, str] = {
     "hf": "agents.policy_factory:make_hf_policy",

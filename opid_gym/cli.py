@@ -144,14 +144,15 @@ def _skills_hook(args: argparse.Namespace, bench: Any) -> Any:
     """The prompt hook of ``--skills`` (None without it); a bad folder is a CLI error."""
     if args.skills is None:
         return None
-    from learners.skills.library import library_prompt_hook, load_library
-    from opid_gym.registry import env_class
+    from opid_gym.builtin import SKILLS_PROMPT_HOOK
+    from opid_gym.family import family_of
 
+    make_hook = _load(SKILLS_PROMPT_HOOK)
+    family = family_of(bench.env_id).name
     try:
-        library = load_library(None if args.skills == "library" else args.skills)
+        return make_hook(None if args.skills == "library" else args.skills, family)
     except FileNotFoundError as exc:
         raise CLIError(f"--skills: {exc}") from None
-    return library_prompt_hook(library, str(getattr(env_class(bench.env_id), "family", "")))
 
 
 def _parse_kv(items: list[str]) -> dict[str, Any]:
@@ -343,11 +344,11 @@ def _print_summary(summary: Any) -> None:
 # --------------------------------------------------------------------- data
 def _add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["status", "download"])
-    p.add_argument("dataset", nargs="?", choices=["alfworld", "webshop", "search_qa"])
+    p.add_argument("dataset", nargs="?", help="the data set to download (`opid-bench data status` lists them)")
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from opid_gym.data import dataset_status
+    from opid_gym.family import data_families, dataset_status
 
     root = resolve_data_root(args.data_root)
     if args.action == "status":
@@ -355,10 +356,16 @@ def _cmd_data(args: argparse.Namespace) -> int:
         for s in dataset_status(root):
             print(f"  {'present' if s.present else 'missing':8s} {s.name:24s} {s.detail:28s} {s.path}")
         return 0
+    known = " | ".join(data_families())
     if args.dataset is None:
-        raise CLIError("data download needs a data set: alfworld | webshop | search_qa")
-    from opid_gym.download import download
+        raise CLIError(f"data download needs a data set: {known}")
+    from opid_gym.download import data_set_family, download
+    from opid_gym.registry import UnknownNameError
 
+    try:
+        data_set_family(args.dataset)
+    except UnknownNameError as exc:
+        raise CLIError(str(exc)) from None
     return download(args.dataset, root)
 
 

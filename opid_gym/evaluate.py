@@ -34,6 +34,8 @@ import numpy as np
 
 from opid_gym.agent import Agent, derive_seed
 from opid_gym.benchmark import Benchmark
+from opid_gym.env import TextEnv
+from opid_gym.family import family_of_class
 from opid_gym.history import make_history
 from opid_gym.registry import env_class, make
 from opid_gym.rollout import EpisodeSpec, RolloutStats, run_episodes
@@ -74,10 +76,14 @@ def task_types(env_id: str, env_kwargs: dict[str, Any]) -> list[str] | None:
     """The task type of every task, where the env lists them (``task_types()``)."""
     env = make(env_id, **env_kwargs)
     try:
-        fn = getattr(env.unwrapped, "task_types", None)
-        return list(fn()) if callable(fn) else None
+        return _task_types(env.unwrapped)
     finally:
         env.close()
+
+
+def _task_types(env: Any) -> list[str] | None:
+    types = env.task_types() if isinstance(env, TextEnv) else None
+    return list(types) if types is not None else None
 
 
 def eval_episodes(task_indices: Sequence[int], num_seeds: int, seed: int) -> list[EpisodeSpec]:
@@ -339,7 +345,7 @@ def evaluate(
                     # a retry runs one episode per worker at a time: an episode that kills its
                     # worker again takes no other episode down with it
                     max_concurrent=max_concurrent if not attempt or workers <= 0 else workers,
-                    metric_keys=getattr(cls, "metric_keys", ()), on_done=on_done, stats=stats,
+                    metric_keys=family_of_class(cls).metric_keys, on_done=on_done, stats=stats,
                     prompt_hook=prompt_hook,
                 )
                 for i, t in zip(todo, ran):
@@ -370,8 +376,7 @@ def _catalogue(env_id: str, env_kwargs: dict[str, Any]) -> tuple[int, list[str] 
     """The number of tasks and, where the env lists them, every task's type (one env built)."""
     env = make(env_id, **env_kwargs)
     try:
-        fn = getattr(env.unwrapped, "task_types", None)
-        return int(env.unwrapped.num_tasks), (list(fn()) if callable(fn) else None)
+        return int(env.unwrapped.num_tasks), _task_types(env.unwrapped)
     finally:
         env.close()
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Sequence
 
 from opid_gym.benchmark import Benchmark
+from opid_gym.family import EnvFamily
 from opid_gym.history import PromptTemplate
 from opid_gym.rollout import PromptHook
 from opid_gym.types import Message, Trajectory
@@ -114,15 +115,6 @@ class ConfigError(ValueError):
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
-
-
-LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
-    # algorithms spec §1 and §2 table, per environment family (TextEnv.family)
-    "alfworld": {},
-    "webshop": {"adv_norm": "mean_norm"},
-    "searchqa": {"kl_coef": 0.001, "entropy_coef": 0.0},
-}
-"""Per-family overrides of :class:`LearnerConfig`'s defaults (unknown families: none)."""
 
 
 # ------------------------------------------------------------------------ batches
@@ -423,13 +415,14 @@ class Learner:
 
     # -------------------------------------------------------------- configuration
     @classmethod
-    def default_config(cls, benchmark: Benchmark, family: str) -> LearnerConfig:
-        """Defaults for one benchmark: the family's loss defaults and the benchmark's c_inv.
+    def default_config(cls, benchmark: Benchmark, family: EnvFamily) -> LearnerConfig:
+        """Defaults for one benchmark: the family's loss defaults
+        (:attr:`EnvFamily.loss_defaults <opid_gym.family.EnvFamily>`) and the benchmark's c_inv.
 
         Override to add per-benchmark defaults of your own fields (call super()).
         """
         valid = {f.name for f in dataclasses.fields(cls.Config)}
-        values = {k: v for k, v in LOSS_DEFAULTS.get(family, {}).items() if k in valid}
+        values = {k: v for k, v in family.loss_defaults.items() if k in valid}
         return cls.Config(**{**values, "invalid_penalty": benchmark.invalid_penalty})
 
     # --------------------------------------------------------------- requirements

@@ -47,6 +47,7 @@ from opid_gym.agent import derive_seed
 from opid_gym.backend import SamplingParams, TrainablePolicy
 from opid_gym.benchmark import Benchmark
 from opid_gym.config import RunConfig, config_to_dict
+from opid_gym.family import family_of_class
 from opid_gym.learner import Learner, RunInfo, StepBatch, StepContext, build_step_batch
 from opid_gym.registry import env_class, load_object
 from opid_gym.run_folder import MetricsLog, RunError, RunPaths, read_metrics, rewrite_metrics, step_tag, write_rollouts
@@ -407,7 +408,7 @@ class Run:
             raise RunError(f"benchmark {self.bench.name!r} has no training split")
         cls = env_class(train_env)
         self.env_cls = cls
-        self.family = str(getattr(cls, "family", "text"))
+        self.family = family_of_class(cls)
         from opid_gym.data import resolve_data_root
         from opid_gym.registry import accepts
 
@@ -421,7 +422,7 @@ class Run:
         seed_everything(cfg.seed)
         learner_cls = _learner_class(cfg.learner_name)
         self.learner: Learner = learner_cls(cfg.learner, RunInfo(
-            benchmark=self.bench, family=self.family, template=cls.prompt, action_format=cls.action_format,
+            benchmark=self.bench, family=self.family.name, template=cls.prompt, action_format=cls.action_format,
             run_dir=self.paths.root, seed=cfg.seed, total_steps=cfg.steps,
             max_prompt_tokens=cfg.rollout.max_prompt_tokens,
         ))
@@ -557,7 +558,7 @@ class Run:
                 self.pool, self.train_agent, [specs[i] for i in mine], env_id=self.bench.train_env_id or "",
                 template=self.env_cls.prompt, action_format=self.env_cls.action_format, history=self.history,
                 max_concurrent=self.cfg.env.max_concurrent, prompt_hook=self.prompt_hook,
-                metric_keys=getattr(self.env_cls, "metric_keys", ()), stats=stats, prefetched=prefetched,
+                metric_keys=self.family.metric_keys, stats=stats, prefetched=prefetched,
             )
         if step + 1 < self.cfg.steps and not getattr(self.pool, "in_process", False) \
                 and not self.cfg.rollout.filter_groups:  # (dynamic sampling may roll out again first)
