@@ -17,7 +17,7 @@ from opid_gym.benchmark import Benchmark
 from opid_gym.env import INFO_KEYS, TaskState, TextEnv, TextSpace, Transition
 from opid_gym.family import EnvFamily
 from opid_gym.registry import Registry, env_ids, load_plugins, make, register_env
-from opid_gym.types import Group, Message, Step, Trajectory
+from opid_gym.types import Message, Step, Trajectory
 
 __version__ = "0.1.0"
 
@@ -40,7 +40,7 @@ def _register_builtins() -> None:
 _register_builtins()
 
 __all__ = [
-    "AGENTS", "BENCHMARKS", "Benchmark", "EnvFamily", "Group", "INFO_KEYS", "LEARNERS", "Message",
+    "AGENTS", "BENCHMARKS", "Benchmark", "EnvFamily", "INFO_KEYS", "LEARNERS", "Message",
     "Registry", "Step", "TaskState", "TextEnv", "TextSpace", "Trajectory", "Transition",
     "env_ids", "make", "register_env",
 ]

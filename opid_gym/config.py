@@ -552,10 +552,6 @@ def read_json_file(path: str | Path, what: str = "config file") -> Any:
         raise ConfigError(f"{what} {str(path)!r} cannot be read: {exc.strerror or exc}") from None
 
 
-def load_config(path: str) -> RunConfig:
-    return config_from_dict(read_json_file(path))
-
-
 # ------------------------------------------------------------------ resolution
 def benchmark_family(benchmark: Any) -> EnvFamily:
     """The environment family (``TextEnv.family``) of a benchmark's training env."""

@@ -251,11 +251,6 @@ def write_trajectories(path: Path, trajectories: Sequence[Trajectory]) -> None:
             f.write(json.dumps(t.to_dict(), ensure_ascii=False) + "\n")
 
 
-def read_trajectories(path: Path) -> list[Trajectory]:
-    with open(path, encoding="utf-8") as f:
-        return [Trajectory.from_dict(json.loads(line)) for line in f if line.strip()]
-
-
 def evaluate(
     benchmark: Benchmark,
     agent: Agent,

@@ -7,8 +7,8 @@ training step and in this order:
 1. :meth:`Learner.rollout_prompt_hook` (once, at start): an optional rewrite of the
    student's prompts during training rollouts (Skill-GRPO shows library skills).
 2. :meth:`Learner.prepare` ``(batch, ctx)``: optional extra work before any update,
-   e.g. OPID's hindsight analysis and teacher re-scoring through ``ctx.score`` (the old
-   policy scoring the batch's responses under other prompts, batched, no gradient).
+   e.g. OPID's hindsight analysis and teacher re-scoring through ``ctx.score_messages``
+   / ``ctx.score_ids`` (the old policy scoring the batch's responses under other prompts, batched, no gradient).
    It stores per-sample tensors in ``batch.extras`` and JSON-able notes in
    ``batch.annotations``.
 3. :meth:`Learner.advantages` ``(batch, ctx) -> [N, L]``: per response token.
