@@ -128,7 +128,7 @@ def make_demonstrator(spec: str, options: dict[str, Any], benchmark: Benchmark) 
     return make_agent(spec, **opts)
 
 
-class SFT(Learner):
+class SFT(Learner[SFTConfig]):
     name = "sft"
     description = "supervised fine-tuning on a demonstrator's steps (expert, API model, run:<dir>); NLL of responses"
     paper = "behaviour cloning (warm start before RL)"

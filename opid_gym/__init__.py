@@ -34,7 +34,7 @@ def _register_builtins() -> None:
     for name, (path, description) in builtin.AGENTS.items():
         AGENTS.register(name, path, description)
     for name, path in builtin.LEARNERS.items():
-        LEARNERS.register(name, path, builtin.LEARNER_DESCRIPTIONS.get(name, ""))
+        LEARNERS.register(name, path)  # described by the class itself (description, paper)
 
 
 _register_builtins()

@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Literal, Sequence, TypeVar
 
 from opid_gym.benchmark import Benchmark
 from opid_gym.family import EnvFamily
@@ -390,8 +390,14 @@ class LossOutput:
 
 
 # ------------------------------------------------------------------------ learner
-class Learner:
-    """Base class of every learner. Subclasses set the class attributes and ``Config``.
+ConfigT = TypeVar("ConfigT", bound=LearnerConfig)
+"""A learner's own config class (``Learner[OPIDConfig]``: ``self.config`` is an ``OPIDConfig``)."""
+
+
+class Learner(Generic[ConfigT]):
+    """Base class of every learner, generic in its config class. Subclasses set the class
+    attributes and ``Config`` (the same class as the type argument: ``class OPID(GRPO[OPIDConfig])``
+    with ``Config = OPIDConfig``), so ``self.config`` is typed without casts.
 
     Class attributes:
         name: the registry name (``grpo``).
@@ -407,7 +413,9 @@ class Learner:
     run_defaults: ClassVar[dict[str, Any]] = {}
     """Run-config defaults this learner needs (dotted keys; presets and --set still win)."""
 
-    def __init__(self, config: LearnerConfig, run: RunInfo) -> None:
+    config: ConfigT
+
+    def __init__(self, config: ConfigT, run: RunInfo) -> None:
         if not isinstance(config, self.Config):
             raise TypeError(f"{type(self).__name__} needs a {self.Config.__name__}, got {type(config).__name__}")
         self.config = config
