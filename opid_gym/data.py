@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 ENV_VAR = "OPID_GYM_DATA"
 DEFAULT_ROOT = Path("~/.cache/opid-gym/data")
@@ -56,3 +57,11 @@ class DatasetStatus:
     path: Path
     present: bool
     detail: str
+
+
+def files_status(root: Path, name: str, patterns: Sequence[str], what: str) -> DatasetStatus:
+    """One status row for ``<root>/<name>``: how many files below it match any of the glob
+    ``patterns`` (searched recursively); present when there is at least one."""
+    folder = root / name
+    files = [f for pattern in patterns for f in folder.rglob(pattern)] if folder.is_dir() else []
+    return DatasetStatus(name, folder, bool(files), f"{len(files)} {what}")

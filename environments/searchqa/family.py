@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from opid_gym.data import DatasetStatus
+from opid_gym.data import DatasetStatus, files_status
 from opid_gym.family import EnvFamily
 
 DATA_DIR = "search_qa"
@@ -21,9 +21,7 @@ DOWNLOAD_HELP = (
 
 def data_status(root: Path) -> list[DatasetStatus]:
     """One row: how many question / corpus files ``<root>/search_qa`` holds."""
-    sq = root / DATA_DIR
-    qa = (list(sq.rglob("*.jsonl")) + list(sq.rglob("*_questions_and_answers.json"))) if sq.is_dir() else []
-    return [DatasetStatus(DATA_DIR, sq, bool(qa), f"{len(qa)} question/corpus file(s)")]
+    return [files_status(root, DATA_DIR, ["*.jsonl", "*_questions_and_answers.json"], "question/corpus file(s)")]
 
 
 SEARCHQA = EnvFamily(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from opid_gym.data import DatasetStatus
+from opid_gym.data import DatasetStatus, files_status
 from opid_gym.family import EnvFamily
 
 DATA_DIR = "webshop"
@@ -17,9 +17,7 @@ DOWNLOAD_HELP = (
 
 def data_status(root: Path) -> list[DatasetStatus]:
     """One row: how many catalogue index files (``documents.jsonl``) ``<root>/webshop`` holds."""
-    ws = root / DATA_DIR
-    docs = list(ws.rglob("documents.jsonl")) if ws.is_dir() else []
-    return [DatasetStatus(DATA_DIR, ws, bool(docs), f"{len(docs)} catalogue index file(s)")]
+    return [files_status(root, DATA_DIR, ["documents.jsonl"], "catalogue index file(s)")]
 
 
 WEBSHOP = EnvFamily(
