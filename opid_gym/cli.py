@@ -28,11 +28,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _data_kwargs(args: argparse.Namespace, env_id: str) -> dict[str, Any]:
     """``data_root`` for environments whose constructor takes one (third-party ones may not)."""
-    from opid_gym.registry import accepts
+    from opid_gym.episode import data_kwargs
 
-    if not accepts(env_id, "data_root"):
-        return {}
-    return {"data_root": str(resolve_data_root(getattr(args, "data_root", None)))}
+    return data_kwargs(env_id, getattr(args, "data_root", None))
 
 
 def _benchmark(name: str) -> Any:
@@ -298,8 +296,7 @@ def _record_eval(args: argparse.Namespace, summary: Any, agent_options: dict[str
 def _agent_options(args: argparse.Namespace, bench: Any) -> dict[str, Any]:
     opts: dict[str, Any] = {}
     if ":" in args.agent:  # model agents sample with the protocol's validation settings
-        opts.update(temperature=bench.temperature, top_p=bench.top_p, max_new_tokens=bench.max_new_tokens,
-                    max_prompt_tokens=bench.max_prompt_tokens)
+        opts.update(bench.validation_sampling())
     if args.agent.startswith("openai:"):
         opts.update(_api_options(args))
     elif args.base_url or args.api_key or args.api_key_file:

@@ -35,9 +35,8 @@ import numpy as np
 from opid_gym.agent import Agent, derive_seed
 from opid_gym.benchmark import Benchmark
 from opid_gym.env import TextEnv
-from opid_gym.family import family_of_class
-from opid_gym.history import make_history
-from opid_gym.registry import env_class, make
+from opid_gym.episode import episode_setup
+from opid_gym.registry import make
 from opid_gym.rollout import EpisodeSpec, RolloutStats, run_episodes
 from opid_gym.types import Trajectory
 from opid_gym.workers import make_pool
@@ -281,8 +280,8 @@ def evaluate(
         raise ValueError(f"progress must be 'bar', 'lines' or 'off', got {progress!r}")
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
-    cls = env_class(benchmark.env_id)
-    kwargs = {**benchmark.eval_env_kwargs(), **(env_kwargs or {})}
+    setup = episode_setup(benchmark, env_kwargs=env_kwargs, inject_data_root=False)  # the caller's data_root
+    kwargs = setup.env_kwargs
     num_tasks, all_types = _catalogue(benchmark.env_id, kwargs)
     protocol = resolve_protocol(benchmark, env_kwargs=env_kwargs, limit=limit)
     types = all_types if limit is not None and benchmark.overall == "types" else None
@@ -333,14 +332,11 @@ def evaluate(
                 if attempt:
                     stats.retried += len(todo)
                 ran = run_episodes(
-                    pool, agent, [specs[i] for i in todo], env_id=benchmark.env_id, template=cls.prompt,
-                    action_format=cls.action_format,
-                    history=make_history(benchmark.history, **({"length": benchmark.history_length}
-                                                               if benchmark.history == "window" else {})),
+                    pool, agent, [specs[i] for i in todo], **setup.episode_args(),
                     # a retry runs one episode per worker at a time: an episode that kills its
                     # worker again takes no other episode down with it
                     max_concurrent=max_concurrent if not attempt or workers <= 0 else workers,
-                    metric_keys=family_of_class(cls).metric_keys, on_done=on_done, stats=stats,
+                    on_done=on_done, stats=stats,
                     prompt_hook=prompt_hook,
                 )
                 for i, t in zip(todo, ran):
