@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from opid_gym.env import TaskState, TextEnv, Transition  # noqa: E402
+from opid_gym.family import EnvFamily  # noqa: E402
 from opid_gym.history import PromptTemplate  # noqa: E402
 
 # --------------------------------------------------------------- the word game
@@ -72,7 +73,7 @@ PROMPT = PromptTemplate(
 class WordEnv(TextEnv):
     """Task i: say the word ``WORDS[i]``; won when the action contains it (random models win sometimes)."""
 
-    family = "gpucheck"
+    family = EnvFamily("gpucheck")
     action_format = "think_action"
     prompt = PROMPT
 

@@ -87,9 +87,7 @@ def evaluate_initial(seed: int) -> tuple[int, int]:
 
     cfg = config("grpo", seed)
     bench = opid_gym.BENCHMARKS.get(BENCHMARK)
-    agent = ModelAgent(make_policy(cfg), SamplingParams(temperature=bench.temperature, top_p=bench.top_p,
-                                                        max_new_tokens=bench.max_new_tokens,
-                                                        max_prompt_tokens=bench.max_prompt_tokens))
+    agent = ModelAgent(make_policy(cfg), SamplingParams(**bench.validation_sampling()))
     summary, trajs = evaluate(bench, agent, seed=seed)
     return sum(t.won for t in trajs), len(trajs)
 

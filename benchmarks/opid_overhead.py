@@ -105,9 +105,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import opid_gym
     from opid_gym.config import resolve_config
-    from opid_gym.data import resolve_data_root
+    from opid_gym.episode import data_kwargs as episode_data_kwargs
     from opid_gym.learner import RunInfo
-    from opid_gym.registry import accepts, env_class
+    from opid_gym.registry import env_class
     from opid_gym.train import make_policy, run_benchmark
 
     torch.set_num_threads(args.threads)
@@ -120,13 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     cfg = cfgs["grpo"]
     bench = run_benchmark(cfg)
     env_cls = env_class(bench.train_env_id)
-    data_kwargs = {"data_root": str(resolve_data_root(None))} if accepts(bench.train_env_id, "data_root") else {}
+    data_kwargs = episode_data_kwargs(bench.train_env_id, None)
     policy = make_policy(cfg)
     state0 = copy.deepcopy(policy.module.state_dict())
     t = time.perf_counter()
     trajs = rollout(cfg, policy, bench, env_cls, data_kwargs)
     rollout_seconds = time.perf_counter() - t
-    run = RunInfo(benchmark=bench, family=env_cls.family, template=env_cls.prompt, action_format=env_cls.action_format,
+    run = RunInfo(benchmark=bench, family=env_cls.family.name, template=env_cls.prompt, action_format=env_cls.action_format,
                   run_dir=None, seed=cfg.seed, max_prompt_tokens=cfg.rollout.max_prompt_tokens)
     learners = {name: opid_gym.LEARNERS.get(name)(c.learner, run) for name, c in cfgs.items()}
     one_step(cfg, policy, state0, trajs, learners["grpo"])  # warm-up (allocator, first-call costs)

@@ -40,6 +40,7 @@ from typing import Any, Iterable, Mapping
 
 from opid_gym.benchmark import Benchmark
 from opid_gym.evaluate import SUBSET_SEED, eval_task_indices
+from opid_gym.family import family_of_class
 from opid_gym.registry import env_class, env_spec, make
 
 PROTOCOL_SCHEMA = 1
@@ -241,11 +242,11 @@ def protocol_for(
         "benchmark": bench_fields,
         "env": {
             "entry_point": spec.entry_point if isinstance(spec.entry_point, str) else repr(spec.entry_point),
-            "family": getattr(cls, "family", ""),
+            "family": family_of_class(cls).name,
             "kwargs": _plain(hashed_kwargs),
             "action_format": getattr(cls, "action_format", ""),
             "prompt": _plain(getattr(cls, "prompt", None)),
-            "metric_keys": list(getattr(cls, "metric_keys", ())),
+            "metric_keys": list(family_of_class(cls).metric_keys),
         },
         "tasks": {
             "selection": "all" if subset is None else {"limit": subset, "subset_seed": SUBSET_SEED},

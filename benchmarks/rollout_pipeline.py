@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import opid_gym  # noqa: E402
 from opid_gym.agent import AgentReply, AgentRequest, make_agent  # noqa: E402
+from opid_gym.family import family_of_class  # noqa: E402
 from opid_gym.history import WindowHistory  # noqa: E402
 from opid_gym.registry import env_class  # noqa: E402
 from opid_gym.rollout import RolloutStats, make_groups, run_episodes  # noqa: E402
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"environment only {env_s:8.2f} s")
     print(f"sequential       {seq_s:8.2f} s  = {seq_s / best:.2f} x max(generation, environment)")
     print(f"overlapped       {ovl_s:8.2f} s  = {ovl_s / best:.2f} x max(generation, environment)  (goal <= 1.15)")
-    if cls.family == "alfworld" and args.reset_games > 0:
+    if family_of_class(cls).name == "alfworld" and args.reset_games > 0:
         off, on = reset_latency(args.env, args.data_root, args.reset_games)
         print(f"ALFWorld reset, {args.reset_games} games: uncached {off:.2f} s, cached {on:.2f} s "
               f"-> cached/uncached {on / off:.2f} (goal <= 0.2)")

@@ -357,15 +357,6 @@ def opd_loss(logp: torch.Tensor, old_logp: torch.Tensor, teacher_logp: torch.Ten
     raise ValueError(f"unknown OPD weight mode {mode!r} (delta, importance)")
 
 
-def entropy_bonus(entropy: torch.Tensor, mask: torch.Tensor, num_tokens: float | torch.Tensor | None = None) -> torch.Tensor:
-    """Token-mean entropy of the policy (the loss subtracts ``β_ent`` times this).
-
-    Args:
-        entropy: [N, L] entropy of the next-token distribution. mask: [N, L].
-    """
-    return token_mean(entropy, mask, num_tokens)
-
-
 # ------------------------------------------------------------ the composed loss
 def policy_loss(inputs: LossInputs, config: LearnerConfig, *, pg: bool = True) -> LossOutput:
     """The spec §1 loss of one micro-batch: ``agg(l) − β_ent·agg(H) + β_kl·agg(kl)``.

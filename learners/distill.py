@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -89,7 +90,10 @@ def library_teacher_logp(batch: StepBatch, ctx: StepContext, library: SkillLibra
     return teacher
 
 
-class LibraryTeacherGRPO(GRPO):
+LibConfigT = TypeVar("LibConfigT", bound=LibraryConfig)
+
+
+class LibraryTeacherGRPO(GRPO[LibConfigT]):
     """GRPO whose ``prepare`` scores the batch under the library teacher (a base class).
 
     Subclasses add their distillation term in ``loss`` (reading
@@ -98,9 +102,8 @@ class LibraryTeacherGRPO(GRPO):
 
     Config = LibraryConfig
 
-    def __init__(self, config: LearnerConfig, run: RunInfo) -> None:
+    def __init__(self, config: LibConfigT, run: RunInfo) -> None:
         super().__init__(config, run)
-        assert isinstance(config, LibraryConfig)
         self.library = run_library(config)
 
     def prepare(self, batch: StepBatch, ctx: StepContext) -> None:

@@ -119,7 +119,7 @@ def anchor_advantages(returns: torch.Tensor, anchor_index: torch.Tensor, *, norm
     return adv.to(torch.float32)
 
 
-class GiGPO(GRPO):
+class GiGPO(GRPO[GiGPOConfig]):
     name = "gigpo"
     description = "GiGPO: GRPO episode advantage + step advantage within anchor states (identical observations)"
     paper = "arXiv 2505.10978"

@@ -21,10 +21,12 @@ from __future__ import annotations
 import torch
 
 from learners.common import episode_scores, group_advantages, policy_loss, token_advantages
-from opid_gym.learner import Learner, LearnerConfig, LossInputs, LossOutput, StepBatch, StepContext
+from opid_gym.learner import ConfigT, Learner, LearnerConfig, LossInputs, LossOutput, StepBatch, StepContext
 
 
-class GRPO(Learner):
+class GRPO(Learner[ConfigT]):
+    """GRPO (generic so that learners built on it keep their own config type)."""
+
     name = "grpo"
     description = "GRPO: group-normalised episode return per step sample + PPO dual-clip loss"
     paper = "arXiv 2402.03300"

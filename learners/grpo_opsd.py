@@ -49,12 +49,11 @@ def grpo_opsd_loss(inputs: LossInputs, config: GRPOOPSDConfig) -> LossOutput:
     return LossOutput(loss, out.metrics)
 
 
-class GRPOOPSD(LibraryTeacherGRPO):
+class GRPOOPSD(LibraryTeacherGRPO[GRPOOPSDConfig]):
     name = "grpo-opsd"
     description = "GRPO+OPSD: GRPO + 0.01 x ungated (gate 0.5) self-distillation toward the skill-library teacher"
     paper = "OPID paper baseline (arXiv 2606.26790), as in SDAR's released baselines (arXiv 2605.15155)"
     Config = GRPOOPSDConfig
 
     def loss(self, inputs: LossInputs) -> LossOutput:
-        assert isinstance(self.config, GRPOOPSDConfig)
         return grpo_opsd_loss(inputs, self.config)

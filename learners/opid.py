@@ -47,12 +47,11 @@ from learners.grpo import GRPO
 from learners.skills.analyzer import Analysis, AnalysisResult, Analyzer, AnalyzerConfigError, AnalyzerSettings
 from learners.skills.inject import inject_skill
 from opid_gym.benchmark import Benchmark
+from opid_gym.family import EnvFamily
 from opid_gym.learner import ConfigError, LearnerConfig, LossInputs, LossOutput, RunInfo, StepBatch, StepContext
 from opid_gym.types import Message
 
 Route = Literal["critical_first", "additive", "episode_only"]
-FAMILY_MAX_STEP_SKILLS = {"alfworld": 5, "webshop": 5, "searchqa": 2}
-"""K, the most step skills per trajectory (spec §2), per environment family (others: 5)."""
 OPD_TEACHER = "opd_teacher_logp"
 """``batch.extras`` key of the OPD loss's teacher log-probs [N, L] (only with ``opd_loss_coef > 0``)."""
 OPD_ROWS = "opd_rows"
@@ -224,7 +223,7 @@ def _moments(x: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------- learner
-class OPID(GRPO):
+class OPID(GRPO[OPIDConfig]):
     name = "opid"
     description = "OPID: GRPO + on-policy distillation from hindsight episode/step skills"
     paper = "arXiv 2606.26790"
@@ -232,7 +231,7 @@ class OPID(GRPO):
 
     def __init__(self, config: LearnerConfig, run: RunInfo) -> None:
         super().__init__(config, run)
-        cfg: OPIDConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         try:
             self.analyzer = Analyzer(cfg.analyzer_settings(run.seed),
                                      cache_dir=run.run_dir / "analyzer" if run.run_dir is not None else None)
@@ -240,9 +239,9 @@ class OPID(GRPO):
             raise ConfigError(str(exc)) from None
 
     @classmethod
-    def default_config(cls, benchmark: Benchmark, family: str) -> LearnerConfig:
-        base = super().default_config(benchmark, family)
-        return dataclasses.replace(base, max_step_skills=FAMILY_MAX_STEP_SKILLS.get(family, 5))
+    def default_config(cls, benchmark: Benchmark, family: EnvFamily) -> LearnerConfig:
+        base = super().default_config(benchmark, family)  # K per family: spec §2
+        return dataclasses.replace(base, max_step_skills=family.max_step_skills)
 
     @property
     def needs_expert(self) -> bool:
@@ -251,7 +250,7 @@ class OPID(GRPO):
 
     # ---------------------------------------------------------------- prepare
     def prepare(self, batch: StepBatch, ctx: StepContext) -> None:
-        cfg: OPIDConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         n = len(batch)
         results = self.analyzer.analyze(batch.trajectories, generate=ctx.generate)
         stats = self.analyzer.last
@@ -336,7 +335,7 @@ class OPID(GRPO):
                 notes["routed_skill"] = " + ".join(f"{r.kind} skill: {r.skill}" for r in rs)
             else:
                 notes["routed_skill"] = f"none (analysis failed: {result.error})"
-            if self.config.annotate_tokens:  # type: ignore[attr-defined]
+            if self.config.annotate_tokens:
                 length = len(batch.response_ids[i])
                 notes["skill_adv"] = [float(f"{float(x):.6g}") for x in adv[i, :length]]
                 notes["response_tokens"] = ctx.token_strings(batch.response_ids[i])
@@ -360,7 +359,7 @@ class OPID(GRPO):
         tokens (rows without a teacher count as 0; the reference divides its token mean by
         the OPD rows' tokens only, docs/protocols.md).
         """
-        cfg: OPIDConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         out = policy_loss(inputs, cfg)
         if cfg.opd_loss_coef <= 0 or OPD_TEACHER not in inputs.extras:
             return out

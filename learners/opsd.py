@@ -22,7 +22,7 @@ from learners.sdar import SDARConfig, sdar_loss
 from opid_gym.learner import LossInputs, LossOutput, StepBatch, StepContext
 
 
-class OPSD(LibraryTeacherGRPO):
+class OPSD(LibraryTeacherGRPO[SDARConfig]):
     name = "opsd"
     description = "OPSD: gated self-distillation toward the skill-library teacher only (no policy gradient)"
     paper = "OPID paper baseline (arXiv 2606.26790), as in SDAR's released baselines (arXiv 2605.15155)"
@@ -32,5 +32,4 @@ class OPSD(LibraryTeacherGRPO):
         return torch.zeros_like(batch.mask)  # [N, L]: no policy-gradient term reads them
 
     def loss(self, inputs: LossInputs) -> LossOutput:
-        assert isinstance(self.config, SDARConfig)
         return sdar_loss(inputs, self.config, pg=False)

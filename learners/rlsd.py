@@ -78,7 +78,7 @@ def rlsd_weights(adv: torch.Tensor, delta: torch.Tensor, lam: float, *, low: flo
     return ((1.0 - lam) + lam * torch.clamp(ratio, low, high)).detach()
 
 
-class RLSD(LibraryTeacherGRPO):
+class RLSD(LibraryTeacherGRPO[RLSDConfig]):
     name = "rlsd"
     description = "RLSD: GRPO advantage x per-token teacher/student ratio weight (skill-library teacher), λ 0.5 → 0"
     paper = "OPID paper baseline (arXiv 2606.26790), as in SDAR's released baselines (arXiv 2605.15155)"

@@ -90,12 +90,11 @@ def sdar_loss(inputs: LossInputs, config: SDARConfig, *, pg: bool = True) -> Los
     return LossOutput(loss, out.metrics)
 
 
-class SDAR(LibraryTeacherGRPO):
+class SDAR(LibraryTeacherGRPO[SDARConfig]):
     name = "sdar"
     description = "SDAR: GRPO + gated distillation toward the old policy prompted with the skill library"
     paper = "arXiv 2605.15155"
     Config = SDARConfig
 
     def loss(self, inputs: LossInputs) -> LossOutput:
-        assert isinstance(self.config, SDARConfig)
         return sdar_loss(inputs, self.config)

@@ -28,6 +28,7 @@ import torch
 
 from opid_gym.agent import AgentReply, AgentRequest
 from opid_gym.benchmark import Benchmark
+from opid_gym.family import EnvFamily
 from opid_gym.learner import ConfigError, Learner, LearnerConfig, LossInputs, LossOutput, StepBatch, StepContext
 
 
@@ -127,7 +128,7 @@ def make_demonstrator(spec: str, options: dict[str, Any], benchmark: Benchmark) 
     return make_agent(spec, **opts)
 
 
-class SFT(Learner):
+class SFT(Learner[SFTConfig]):
     name = "sft"
     description = "supervised fine-tuning on a demonstrator's steps (expert, API model, run:<dir>); NLL of responses"
     paper = "behaviour cloning (warm start before RL)"
@@ -135,7 +136,7 @@ class SFT(Learner):
     run_defaults = {"rollout.group_size": 1, "optim.lr": 1e-5, "optim.mini_batch_size": 32}
 
     @classmethod
-    def default_config(cls, benchmark: Benchmark, family: str) -> LearnerConfig:
+    def default_config(cls, benchmark: Benchmark, family: EnvFamily) -> LearnerConfig:
         cfg = super().default_config(benchmark, family)
         return dataclasses.replace(cfg, kl_coef=0.0, entropy_coef=0.0)  # no reference, no entropy bonus
 

@@ -32,16 +32,14 @@ class SkillGRPOConfig(LibraryConfig):
     eval_skills: bool = False
 
 
-class SkillGRPO(GRPO):
+class SkillGRPO(GRPO[SkillGRPOConfig]):
     name = "skill-grpo"
     description = "Skill-GRPO: GRPO with the static skill library in every training prompt (* = also at evaluation)"
     paper = "OPID paper baseline (arXiv 2606.26790); GRPO: arXiv 2402.03300"
     Config = SkillGRPOConfig
 
     def rollout_prompt_hook(self) -> PromptHook | None:
-        assert isinstance(self.config, SkillGRPOConfig)
         return library_prompt_hook(run_library(self.config), self.run.family)
 
     def eval_prompt_hook(self) -> PromptHook | None:
-        assert isinstance(self.config, SkillGRPOConfig)
         return self.rollout_prompt_hook() if self.config.eval_skills else None

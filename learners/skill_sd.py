@@ -62,7 +62,7 @@ def skill_sd_term(logp: torch.Tensor, old_logp: torch.Tensor,
     return rho * k3, rho.detach(), k3.detach()
 
 
-class SkillSD(LibraryTeacherGRPO):
+class SkillSD(LibraryTeacherGRPO[SkillSDConfig]):
     name = "skill-sd"
     description = "Skill-SD: GRPO + 0.001 x importance-weighted k3 KL toward the skill-library teacher"
     paper = "OPID paper baseline (arXiv 2606.26790), as in SDAR's released baselines (arXiv 2605.15155)"

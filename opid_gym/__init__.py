@@ -15,8 +15,9 @@ from __future__ import annotations
 from opid_gym import builtin
 from opid_gym.benchmark import Benchmark
 from opid_gym.env import INFO_KEYS, TaskState, TextEnv, TextSpace, Transition
+from opid_gym.family import EnvFamily
 from opid_gym.registry import Registry, env_ids, load_plugins, make, register_env
-from opid_gym.types import Group, Message, Step, Trajectory
+from opid_gym.types import Message, Step, Trajectory
 
 __version__ = "0.1.0"
 
@@ -33,13 +34,13 @@ def _register_builtins() -> None:
     for name, (path, description) in builtin.AGENTS.items():
         AGENTS.register(name, path, description)
     for name, path in builtin.LEARNERS.items():
-        LEARNERS.register(name, path, builtin.LEARNER_DESCRIPTIONS.get(name, ""))
+        LEARNERS.register(name, path)  # described by the class itself (description, paper)
 
 
 _register_builtins()
 
 __all__ = [
-    "AGENTS", "BENCHMARKS", "Benchmark", "Group", "INFO_KEYS", "LEARNERS", "Message",
+    "AGENTS", "BENCHMARKS", "Benchmark", "EnvFamily", "INFO_KEYS", "LEARNERS", "Message",
     "Registry", "Step", "TaskState", "TextEnv", "TextSpace", "Trajectory", "Transition",
     "env_ids", "make", "register_env",
 ]

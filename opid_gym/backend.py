@@ -130,8 +130,35 @@ class WeightSyncError(RuntimeError):
     """The rollout engine's log-probs disagree with the trainer's after a weight load."""
 
 
+class SyncReport(Protocol):
+    """What a weight load may report: how far the engine's log-probs are from the
+    trainer's on a probe batch (``agents/drift.py``'s ``DriftReport``)."""
+
+    @property
+    def mean_abs(self) -> float: ...
+
+    @property
+    def max_abs(self) -> float: ...
+
+
 @runtime_checkable
 class WeightSync(Protocol):
-    def load_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> None:
-        """Replace the engine's weights (names as in the trainer's ``state_dict``)."""
+    def load_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> SyncReport | None:
+        """Replace the engine's weights (names as in the trainer's ``state_dict``); returns
+        the engine's drift check where it runs one (None: no check)."""
         ...
+
+
+@runtime_checkable
+class Releasable(Protocol):
+    """A rollout engine that can free its accelerator memory during the update (a
+    colocated engine); the next weight load wakes it."""
+
+    def release(self) -> None: ...
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    """A rollout engine to shut down when the run ends (while the process group exists)."""
+
+    def close(self) -> None: ...

@@ -60,3 +60,9 @@ class Benchmark:
 
     def train_kwargs(self) -> dict[str, Any]:
         return {"max_steps": self.max_steps, **self.train_env_kwargs}
+
+    def validation_sampling(self) -> dict[str, Any]:
+        """The protocol's validation sampling settings: ``SamplingParams`` fields, also the
+        options of a model agent (``temperature``, ``top_p``, token limits)."""
+        return {"temperature": self.temperature, "top_p": self.top_p, "max_new_tokens": self.max_new_tokens,
+                "max_prompt_tokens": self.max_prompt_tokens}

@@ -116,18 +116,15 @@ LEARNERS: dict[str, str] = {
     "gigpo": "learners.gigpo:GiGPO",
     "sft": "learners.sft:SFT",
 }
-LEARNER_DESCRIPTIONS: dict[str, str] = {
-    "grpo": "GRPO: group-normalised episode return + PPO dual-clip loss (arXiv 2402.03300)",
-    "opid": "OPID: GRPO + on-policy hindsight skill distillation (arXiv 2606.26790)",
-    "skill-grpo": "GRPO with the static skill library in the student's training prompts",
-    "sdar": "GRPO + gated distillation toward the skill-conditioned self-teacher (arXiv 2605.15155)",
-    "opsd": "on-policy self-distillation only (SDAR's distillation term, no policy gradient)",
-    "grpo-opsd": "GRPO + 0.01 x on-policy self-distillation term",
-    "skill-sd": "GRPO + 0.001 x importance-weighted k3 toward the skill-conditioned teacher",
-    "rlsd": "GRPO advantage reweighted per token by the teacher/student ratio, decaying weight",
-    "gigpo": "GiGPO: episode + anchor-state step-level group advantages (arXiv 2505.10978)",
-    "sft": "supervised fine-tuning on a demonstrator's steps (expert, API model, run:<dir>): a warm start",
-}
+"""Learners by name; each class's ``description`` and ``paper`` are the one description
+(``opid-bench list learners`` reads them)."""
+
+CHAT_CLIENT = "agents.openai_client:ChatClient"
+"""The OpenAI-compatible chat client behind :func:`opid_gym.chat.make_chat_client`."""
+
+SKILLS_PROMPT_HOOK = "learners.skills.library:skills_prompt_hook"
+"""The prompt hook of ``opid-bench eval --skills``:
+``make(source: str | None, family: str) -> PromptHook`` (source None: the shipped library)."""
 
 # ---------------------------------------------------------------------- training
 POLICY_BACKENDS: dict[str, str] = {

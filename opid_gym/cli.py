@@ -28,11 +28,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _data_kwargs(args: argparse.Namespace, env_id: str) -> dict[str, Any]:
     """``data_root`` for environments whose constructor takes one (third-party ones may not)."""
-    from opid_gym.registry import accepts
+    from opid_gym.episode import data_kwargs
 
-    if not accepts(env_id, "data_root"):
-        return {}
-    return {"data_root": str(resolve_data_root(getattr(args, "data_root", None)))}
+    return data_kwargs(env_id, getattr(args, "data_root", None))
 
 
 def _benchmark(name: str) -> Any:
@@ -144,14 +142,15 @@ def _skills_hook(args: argparse.Namespace, bench: Any) -> Any:
     """The prompt hook of ``--skills`` (None without it); a bad folder is a CLI error."""
     if args.skills is None:
         return None
-    from learners.skills.library import library_prompt_hook, load_library
-    from opid_gym.registry import env_class
+    from opid_gym.builtin import SKILLS_PROMPT_HOOK
+    from opid_gym.family import family_of
 
+    make_hook = _load(SKILLS_PROMPT_HOOK)
+    family = family_of(bench.env_id).name
     try:
-        library = load_library(None if args.skills == "library" else args.skills)
+        return make_hook(None if args.skills == "library" else args.skills, family)
     except FileNotFoundError as exc:
         raise CLIError(f"--skills: {exc}") from None
-    return library_prompt_hook(library, str(getattr(env_class(bench.env_id), "family", "")))
 
 
 def _parse_kv(items: list[str]) -> dict[str, Any]:
@@ -297,8 +296,7 @@ def _record_eval(args: argparse.Namespace, summary: Any, agent_options: dict[str
 def _agent_options(args: argparse.Namespace, bench: Any) -> dict[str, Any]:
     opts: dict[str, Any] = {}
     if ":" in args.agent:  # model agents sample with the protocol's validation settings
-        opts.update(temperature=bench.temperature, top_p=bench.top_p, max_new_tokens=bench.max_new_tokens,
-                    max_prompt_tokens=bench.max_prompt_tokens)
+        opts.update(bench.validation_sampling())
     if args.agent.startswith("openai:"):
         opts.update(_api_options(args))
     elif args.base_url or args.api_key or args.api_key_file:
@@ -343,11 +341,11 @@ def _print_summary(summary: Any) -> None:
 # --------------------------------------------------------------------- data
 def _add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["status", "download"])
-    p.add_argument("dataset", nargs="?", choices=["alfworld", "webshop", "search_qa"])
+    p.add_argument("dataset", nargs="?", help="the data set to download (`opid-bench data status` lists them)")
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from opid_gym.data import dataset_status
+    from opid_gym.family import data_families, dataset_status
 
     root = resolve_data_root(args.data_root)
     if args.action == "status":
@@ -355,10 +353,16 @@ def _cmd_data(args: argparse.Namespace) -> int:
         for s in dataset_status(root):
             print(f"  {'present' if s.present else 'missing':8s} {s.name:24s} {s.detail:28s} {s.path}")
         return 0
+    known = " | ".join(data_families())
     if args.dataset is None:
-        raise CLIError("data download needs a data set: alfworld | webshop | search_qa")
-    from opid_gym.download import download
+        raise CLIError(f"data download needs a data set: {known}")
+    from opid_gym.download import data_set_family, download
+    from opid_gym.registry import UnknownNameError
 
+    try:
+        data_set_family(args.dataset)
+    except UnknownNameError as exc:
+        raise CLIError(str(exc)) from None
     return download(args.dataset, root)
 
 

@@ -6,8 +6,8 @@ A run is fully determined by one :class:`RunConfig` (seeds included), saved as
 How a config is resolved (:func:`resolve_config`), later layers winning:
 
 1. the dataclass defaults below (the published protocol's numbers, spec §1/§2);
-2. per environment family (:data:`FAMILY_DEFAULTS`, e.g. search QA's 128 tasks per
-   step and 10% warm-up) and the learner's own :meth:`Learner.default_config` for the
+2. per environment family (its :attr:`EnvFamily.run_defaults <opid_gym.family.EnvFamily>`,
+   e.g. search QA's 128 tasks per step and 10% warm-up) and the learner's own :meth:`Learner.default_config` for the
    benchmark (A_ep normalisation, β_kl, β_ent, c_inv, ...);
 3. fields taken from the benchmark protocol when left unset (step limit, history
    length, prompt limit);
@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
+from opid_gym.family import EnvFamily
 from opid_gym.learner import ConfigError, LearnerConfig
 from opid_gym.registry import suggest
 
@@ -316,13 +317,6 @@ class RunConfig:
 SECTIONS = ("model", "env", "rollout", "optim", "eval", "checkpoint", "log", "learner")
 
 # ------------------------------------------------------- defaults and presets
-FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
-    # algorithms spec §2 table (released scripts); unknown families use the dataclass defaults
-    "alfworld": {},
-    "webshop": {},
-    "searchqa": {"rollout.tasks_per_step": 128, "optim.warmup_ratio": 0.1},
-}
-
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
         # seconds on a CPU: the random-init tiny model, 2 steps, 2 tasks x 2 members, 3 env steps
@@ -558,22 +552,17 @@ def read_json_file(path: str | Path, what: str = "config file") -> Any:
         raise ConfigError(f"{what} {str(path)!r} cannot be read: {exc.strerror or exc}") from None
 
 
-def load_config(path: str) -> RunConfig:
-    return config_from_dict(read_json_file(path))
-
-
 # ------------------------------------------------------------------ resolution
-def benchmark_family(benchmark: Any) -> str:
+def benchmark_family(benchmark: Any) -> EnvFamily:
     """The environment family (``TextEnv.family``) of a benchmark's training env."""
-    from opid_gym.registry import env_class
+    from opid_gym.family import family_of
 
     env_id = benchmark.train_env_id or benchmark.env_id
     try:
-        cls = env_class(env_id)
+        return family_of(env_id)
     except ImportError as exc:
         raise ConfigError(f"the environment {env_id!r} of benchmark {benchmark.name!r} cannot be imported "
                           f"here: {exc}") from None
-    return str(getattr(cls, "family", "text"))
 
 
 def resolve_config(
@@ -597,7 +586,7 @@ def resolve_config(
     cls = learner_class(learner)
     family = benchmark_family(bench)
     cfg = RunConfig(learner_name=learner, learner=cls.default_config(bench, family), env=EnvConfig(benchmark=benchmark))
-    cfg = apply_overrides(cfg, FAMILY_DEFAULTS.get(family, {}))
+    cfg = apply_overrides(cfg, dict(family.run_defaults))
     cfg = apply_overrides(cfg, getattr(cls, "run_defaults", {}))  # e.g. sft: one episode per task
     cfg = apply_overrides(cfg, {
         "env.max_steps": bench.max_steps, "env.history_length": bench.history_length,

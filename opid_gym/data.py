@@ -5,12 +5,9 @@ One setting decides it: the data root. It is resolved once, at the edge (the CLI
 passed down explicitly. When nothing is given, :func:`resolve_data_root` falls back to
 the ``OPID_GYM_DATA`` environment variable, then to ``~/.cache/opid-gym/data``.
 
-Layout under the root (the one the upstream download tools produce)::
-
-    <root>/alfworld/json_2.1.1/{train,valid_seen,valid_unseen,valid_train}/…
-    <root>/alfworld/logic/{alfred.pddl,alfred.twl2}
-    <root>/webshop/…        (see environments/webshop)
-    <root>/search_qa/…      (see environments/searchqa)
+Layout under the root (the one the upstream download tools produce): one folder per
+environment family, named by its :attr:`~opid_gym.family.EnvFamily.data_dir` (e.g.
+``<root>/alfworld/json_2.1.1/…``; see ``environments/<family>/family.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 ENV_VAR = "OPID_GYM_DATA"
 DEFAULT_ROOT = Path("~/.cache/opid-gym/data")
@@ -52,24 +50,18 @@ def missing_data_message(dataset: str, expected: Path, download: str, *, holds: 
 
 @dataclass(frozen=True)
 class DatasetStatus:
+    """One line of ``opid-bench data status`` (each family reports its own, see
+    :func:`opid_gym.family.dataset_status`)."""
+
     name: str
     path: Path
     present: bool
     detail: str
 
 
-def dataset_status(root: Path) -> list[DatasetStatus]:
-    """What is present under ``root``, one line per data set (for ``opid-bench data status``)."""
-    out = []
-    alf = root / "alfworld" / "json_2.1.1"
-    for split in ("train", "valid_seen", "valid_unseen", "valid_train"):
-        d = alf / split
-        n = len(list(d.glob("*/*/game.tw-pddl"))) if d.is_dir() else 0
-        out.append(DatasetStatus(f"alfworld/{split}", d, n > 0, f"{n} games"))
-    ws = root / "webshop"
-    docs = list(ws.rglob("documents.jsonl")) if ws.is_dir() else []
-    out.append(DatasetStatus("webshop", ws, bool(docs), f"{len(docs)} catalogue index file(s)"))
-    sq = root / "search_qa"
-    qa = (list(sq.rglob("*.jsonl")) + list(sq.rglob("*_questions_and_answers.json"))) if sq.is_dir() else []
-    out.append(DatasetStatus("search_qa", sq, bool(qa), f"{len(qa)} question/corpus file(s)"))
-    return out
+def files_status(root: Path, name: str, patterns: Sequence[str], what: str) -> DatasetStatus:
+    """One status row for ``<root>/<name>``: how many files below it match any of the glob
+    ``patterns`` (searched recursively); present when there is at least one."""
+    folder = root / name
+    files = [f for pattern in patterns for f in folder.rglob(pattern)] if folder.is_dir() else []
+    return DatasetStatus(name, folder, bool(files), f"{len(files)} {what}")

@@ -79,9 +79,9 @@ def demo_configs(learner: str, benchmark: str, sft_dir: Path, *, data_root: str 
 def evaluate_base(cfg: Any, out_dir: Path) -> Any:
     """The base model of ``cfg`` on the run's final-eval episodes (same protocol, seed, subset)."""
     from opid_gym.backend import SamplingParams
-    from opid_gym.data import resolve_data_root
+    from opid_gym.episode import data_kwargs
     from opid_gym.evaluate import evaluate
-    from opid_gym.registry import accepts, load_object
+    from opid_gym.registry import load_object
     from opid_gym import builtin
     from opid_gym.train import make_policy, run_benchmark
 
@@ -91,10 +91,9 @@ def evaluate_base(cfg: Any, out_dir: Path) -> Any:
         torch.set_num_threads(cfg.model.cpu_threads)
     bench = run_benchmark(cfg)
     policy = make_policy(cfg)
-    agent = load_object(builtin.MODEL_AGENT)(policy, SamplingParams(
-        temperature=bench.temperature, top_p=bench.top_p, max_new_tokens=bench.max_new_tokens,
-        max_prompt_tokens=bench.max_prompt_tokens), name=f"{cfg.model.backend}:{cfg.model.name}")
-    kwargs = {"data_root": str(resolve_data_root(cfg.env.data_root))} if accepts(bench.env_id, "data_root") else {}
+    agent = load_object(builtin.MODEL_AGENT)(policy, SamplingParams(**bench.validation_sampling()),
+                                             name=f"{cfg.model.backend}:{cfg.model.name}")
+    kwargs = data_kwargs(bench.env_id, cfg.env.data_root)
     summary, _ = evaluate(bench, agent, agent_name=agent.name, env_kwargs=kwargs, limit=cfg.eval.limit,
                           workers=cfg.env.workers, seed=cfg.seed, max_concurrent=cfg.env.max_concurrent,
                           out_dir=out_dir)

@@ -10,7 +10,8 @@ class owns what every family shares, so no family re-implements it:
 * the info keys every family exposes (see :data:`INFO_KEYS`).
 
 A subclass implements :meth:`_num_tasks`, :meth:`_load_task` and :meth:`_act`, and sets
-the class attributes ``family``, ``prompt`` (its :class:`~opid_gym.history.PromptTemplate`)
+the class attributes ``family`` (its :class:`~opid_gym.family.EnvFamily`: defaults, metric
+keys, data status), ``prompt`` (its :class:`~opid_gym.history.PromptTemplate`)
 and ``action_format`` (the parser, see :mod:`opid_gym.parsing`).
 """
 
@@ -23,6 +24,8 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
+
+from opid_gym.family import TEXT_FAMILY, EnvFamily
 
 INFO_KEYS = ("task", "task_id", "task_type", "task_index", "admissible_actions", "won", "step")
 """Keys present in the info dict of every ``reset`` and ``step`` of every environment."""
@@ -83,7 +86,8 @@ class TextEnv(gym.Env[str, str]):
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
-    family: ClassVar[str] = "text"
+    family: ClassVar[EnvFamily] = TEXT_FAMILY
+    """The environment family: its run and loss defaults, metric keys, data status."""
     action_format: ClassVar[str] = "think_action"
     """Name of the response parser in :mod:`opid_gym.parsing` for this family."""
     prompt: ClassVar[Any] = None
@@ -119,6 +123,11 @@ class TextEnv(gym.Env[str, str]):
     def task_ids(self) -> list[str]:
         """Stable ids of the split's tasks, index-aligned with ``task_index``."""
         raise NotImplementedError
+
+    def task_types(self) -> list[str] | None:
+        """The task type of every task, index-aligned with ``task_index`` (None: the
+        family does not group its tasks by type)."""
+        return None
 
     def expert_action(self) -> str | None:
         """The next action of the environment's expert, where the family has one."""

@@ -34,8 +34,9 @@ import numpy as np
 
 from opid_gym.agent import Agent, derive_seed
 from opid_gym.benchmark import Benchmark
-from opid_gym.history import make_history
-from opid_gym.registry import env_class, make
+from opid_gym.env import TextEnv
+from opid_gym.episode import episode_setup
+from opid_gym.registry import make
 from opid_gym.rollout import EpisodeSpec, RolloutStats, run_episodes
 from opid_gym.types import Trajectory
 from opid_gym.workers import make_pool
@@ -74,10 +75,14 @@ def task_types(env_id: str, env_kwargs: dict[str, Any]) -> list[str] | None:
     """The task type of every task, where the env lists them (``task_types()``)."""
     env = make(env_id, **env_kwargs)
     try:
-        fn = getattr(env.unwrapped, "task_types", None)
-        return list(fn()) if callable(fn) else None
+        return _task_types(env.unwrapped)
     finally:
         env.close()
+
+
+def _task_types(env: Any) -> list[str] | None:
+    types = env.task_types() if isinstance(env, TextEnv) else None
+    return list(types) if types is not None else None
 
 
 def eval_episodes(task_indices: Sequence[int], num_seeds: int, seed: int) -> list[EpisodeSpec]:
@@ -245,11 +250,6 @@ def write_trajectories(path: Path, trajectories: Sequence[Trajectory]) -> None:
             f.write(json.dumps(t.to_dict(), ensure_ascii=False) + "\n")
 
 
-def read_trajectories(path: Path) -> list[Trajectory]:
-    with open(path, encoding="utf-8") as f:
-        return [Trajectory.from_dict(json.loads(line)) for line in f if line.strip()]
-
-
 def evaluate(
     benchmark: Benchmark,
     agent: Agent,
@@ -280,8 +280,8 @@ def evaluate(
         raise ValueError(f"progress must be 'bar', 'lines' or 'off', got {progress!r}")
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
-    cls = env_class(benchmark.env_id)
-    kwargs = {**benchmark.eval_env_kwargs(), **(env_kwargs or {})}
+    setup = episode_setup(benchmark, env_kwargs=env_kwargs, inject_data_root=False)  # the caller's data_root
+    kwargs = setup.env_kwargs
     num_tasks, all_types = _catalogue(benchmark.env_id, kwargs)
     protocol = resolve_protocol(benchmark, env_kwargs=env_kwargs, limit=limit)
     types = all_types if limit is not None and benchmark.overall == "types" else None
@@ -332,14 +332,11 @@ def evaluate(
                 if attempt:
                     stats.retried += len(todo)
                 ran = run_episodes(
-                    pool, agent, [specs[i] for i in todo], env_id=benchmark.env_id, template=cls.prompt,
-                    action_format=cls.action_format,
-                    history=make_history(benchmark.history, **({"length": benchmark.history_length}
-                                                               if benchmark.history == "window" else {})),
+                    pool, agent, [specs[i] for i in todo], **setup.episode_args(),
                     # a retry runs one episode per worker at a time: an episode that kills its
                     # worker again takes no other episode down with it
                     max_concurrent=max_concurrent if not attempt or workers <= 0 else workers,
-                    metric_keys=getattr(cls, "metric_keys", ()), on_done=on_done, stats=stats,
+                    on_done=on_done, stats=stats,
                     prompt_hook=prompt_hook,
                 )
                 for i, t in zip(todo, ran):
@@ -370,8 +367,7 @@ def _catalogue(env_id: str, env_kwargs: dict[str, Any]) -> tuple[int, list[str] 
     """The number of tasks and, where the env lists them, every task's type (one env built)."""
     env = make(env_id, **env_kwargs)
     try:
-        fn = getattr(env.unwrapped, "task_types", None)
-        return int(env.unwrapped.num_tasks), (list(fn()) if callable(fn) else None)
+        return int(env.unwrapped.num_tasks), _task_types(env.unwrapped)
     finally:
         env.close()
 

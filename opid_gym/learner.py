@@ -7,8 +7,8 @@ training step and in this order:
 1. :meth:`Learner.rollout_prompt_hook` (once, at start): an optional rewrite of the
    student's prompts during training rollouts (Skill-GRPO shows library skills).
 2. :meth:`Learner.prepare` ``(batch, ctx)``: optional extra work before any update,
-   e.g. OPID's hindsight analysis and teacher re-scoring through ``ctx.score`` (the old
-   policy scoring the batch's responses under other prompts, batched, no gradient).
+   e.g. OPID's hindsight analysis and teacher re-scoring through ``ctx.score_messages``
+   / ``ctx.score_ids`` (the old policy scoring the batch's responses under other prompts, batched, no gradient).
    It stores per-sample tensors in ``batch.extras`` and JSON-able notes in
    ``batch.annotations``.
 3. :meth:`Learner.advantages` ``(batch, ctx) -> [N, L]``: per response token.
@@ -31,9 +31,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Literal, Sequence, TypeVar
 
 from opid_gym.benchmark import Benchmark
+from opid_gym.family import EnvFamily
 from opid_gym.history import PromptTemplate
 from opid_gym.rollout import PromptHook
 from opid_gym.types import Message, Trajectory
@@ -114,15 +115,6 @@ class ConfigError(ValueError):
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
-
-
-LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
-    # algorithms spec §1 and §2 table, per environment family (TextEnv.family)
-    "alfworld": {},
-    "webshop": {"adv_norm": "mean_norm"},
-    "searchqa": {"kl_coef": 0.001, "entropy_coef": 0.0},
-}
-"""Per-family overrides of :class:`LearnerConfig`'s defaults (unknown families: none)."""
 
 
 # ------------------------------------------------------------------------ batches
@@ -398,8 +390,14 @@ class LossOutput:
 
 
 # ------------------------------------------------------------------------ learner
-class Learner:
-    """Base class of every learner. Subclasses set the class attributes and ``Config``.
+ConfigT = TypeVar("ConfigT", bound=LearnerConfig)
+"""A learner's own config class (``Learner[OPIDConfig]``: ``self.config`` is an ``OPIDConfig``)."""
+
+
+class Learner(Generic[ConfigT]):
+    """Base class of every learner, generic in its config class. Subclasses set the class
+    attributes and ``Config`` (the same class as the type argument: ``class OPID(GRPO[OPIDConfig])``
+    with ``Config = OPIDConfig``), so ``self.config`` is typed without casts.
 
     Class attributes:
         name: the registry name (``grpo``).
@@ -415,7 +413,9 @@ class Learner:
     run_defaults: ClassVar[dict[str, Any]] = {}
     """Run-config defaults this learner needs (dotted keys; presets and --set still win)."""
 
-    def __init__(self, config: LearnerConfig, run: RunInfo) -> None:
+    config: ConfigT
+
+    def __init__(self, config: ConfigT, run: RunInfo) -> None:
         if not isinstance(config, self.Config):
             raise TypeError(f"{type(self).__name__} needs a {self.Config.__name__}, got {type(config).__name__}")
         self.config = config
@@ -423,13 +423,14 @@ class Learner:
 
     # -------------------------------------------------------------- configuration
     @classmethod
-    def default_config(cls, benchmark: Benchmark, family: str) -> LearnerConfig:
-        """Defaults for one benchmark: the family's loss defaults and the benchmark's c_inv.
+    def default_config(cls, benchmark: Benchmark, family: EnvFamily) -> LearnerConfig:
+        """Defaults for one benchmark: the family's loss defaults
+        (:attr:`EnvFamily.loss_defaults <opid_gym.family.EnvFamily>`) and the benchmark's c_inv.
 
         Override to add per-benchmark defaults of your own fields (call super()).
         """
         valid = {f.name for f in dataclasses.fields(cls.Config)}
-        values = {k: v for k, v in LOSS_DEFAULTS.get(family, {}).items() if k in valid}
+        values = {k: v for k, v in family.loss_defaults.items() if k in valid}
         return cls.Config(**{**values, "invalid_penalty": benchmark.invalid_penalty})
 
     # --------------------------------------------------------------- requirements

@@ -21,81 +21,43 @@ Numbering: ``step`` in metrics, checkpoint and eval tags counts completed traini
 steps (``step_000002`` = the state after two updates). Learners see the 0-based index
 of the step being trained (``StepContext.step`` = completed steps before it).
 
-Where a sharded trainer and remote environment workers plug in: :func:`make_trainer`
-(a :class:`~opid_gym.trainer.Trainer`) and :func:`make_env_pool` (an
-:class:`~opid_gym.workers.EnvPool`). See docs/training.md.
+The loop is one of three jobs: :mod:`opid_gym.parts` builds the run's parts from its
+config (:func:`~opid_gym.parts.build_parts`; where a sharded trainer and remote
+environment workers plug in: :func:`~opid_gym.parts.make_trainer`,
+:func:`~opid_gym.parts.make_env_pool`), this module steps, and
+:mod:`opid_gym.persistence` saves, restores and finishes. See docs/training.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import random
 import sys
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
-from opid_gym import builtin
+from opid_gym import persistence
 from opid_gym.agent import derive_seed
-from opid_gym.backend import SamplingParams, TrainablePolicy
-from opid_gym.benchmark import Benchmark
+from opid_gym.backend import Closeable, Releasable, WeightSync
 from opid_gym.config import RunConfig, config_to_dict
 from opid_gym.learner import Learner, RunInfo, StepBatch, StepContext, build_step_batch
-from opid_gym.registry import env_class, load_object
-from opid_gym.run_folder import MetricsLog, RunError, RunPaths, read_metrics, rewrite_metrics, step_tag, write_rollouts
+from opid_gym.parts import (  # noqa: F401  (re-exported: the builders' historical home)
+    TaskSampler, build_parts, make_env_pool, make_policy, make_rollout_engine, make_trainer, run_benchmark,
+    training_subset,
+)
+from opid_gym.persistence import LoopState, rng_state, seed_everything, set_rng_state  # noqa: F401
+from opid_gym.run_folder import MetricsLog, RunError, RunPaths, step_tag, write_rollouts
 from opid_gym.types import Message, Trajectory
 
+if TYPE_CHECKING:
+    from opid_gym.rollout import ResetPrefetch
+
 PHASES = ("rollout", "prepare", "advantage", "update", "sync", "eval")
-
-
-# ----------------------------------------------------------------- data order
-@dataclass(frozen=True)
-class TaskSampler:
-    """Which training tasks step ``s`` rolls out: a pure function of (seed, s).
-
-    Tasks are dealt in epochs: each epoch is a fresh seeded permutation of all
-    tasks, and step s takes positions [s·B, (s+1)·B) of the concatenated epochs, so
-    every task is seen once per epoch and a resumed run sees the same order.
-    """
-
-    num_tasks: int
-    per_step: int
-    seed: int
-
-    def tasks(self, step: int) -> list[int]:
-        out = []
-        for pos in range(step * self.per_step, (step + 1) * self.per_step):
-            epoch, offset = divmod(pos, self.num_tasks)
-            perm = np.random.default_rng(derive_seed(self.seed, "tasks", epoch)).permutation(self.num_tasks)
-            out.append(int(perm[offset]))
-        return out
-
-    def state_dict(self) -> dict[str, int]:
-        return {"num_tasks": self.num_tasks, "per_step": self.per_step, "seed": self.seed}
-
-
-def training_subset(num_tasks: int, fraction: float, seed: int) -> list[int]:
-    """The training tasks a run with ``env.train_fraction = fraction`` uses (sorted).
-
-    The first ``max(1, round(fraction * num_tasks))`` tasks of one seeded permutation of
-    all tasks: a pure function of (num_tasks, fraction, seed), independent of the
-    learner, and nested across fractions (the 20% subset lies inside the 60% one).
-    ``fraction = 1`` is every task.
-    """
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    if fraction >= 1:
-        return list(range(num_tasks))
-    keep = max(1, min(num_tasks, round(fraction * num_tasks)))
-    perm = np.random.default_rng(derive_seed(seed, "train-subset")).permutation(num_tasks)
-    return sorted(int(i) for i in perm[:keep])
 
 
 # ---------------------------------------------------------------------- timing
@@ -115,94 +77,6 @@ class PhaseTimer:
 
     def reset(self) -> None:
         self.times = {}
-
-
-# ------------------------------------------------------- plug-in points (build)
-def make_policy(cfg: RunConfig) -> TrainablePolicy:
-    """The trainable policy of ``model.backend`` (:data:`opid_gym.builtin.POLICY_BACKENDS`)."""
-    from opid_gym.registry import UnknownNameError, suggest
-
-    if cfg.model.backend not in builtin.POLICY_BACKENDS:
-        raise UnknownNameError(f"unknown model backend {cfg.model.backend!r}."
-                               + suggest(cfg.model.backend, list(builtin.POLICY_BACKENDS)))
-    if cfg.model.name.startswith("run:"):  # another run's final weights (opid_gym/warm_start.py)
-        from opid_gym.warm_start import policy_from_run
-
-        return policy_from_run(cfg, make_policy)
-    from opid_gym.distributed import device_for
-
-    model = cfg.model
-    if device_for(model.device) != model.device:  # under torchrun: this rank's GPU
-        import dataclasses
-
-        model = dataclasses.replace(model, device=device_for(model.device))
-    return load_object(builtin.POLICY_BACKENDS[cfg.model.backend])(model)
-
-
-def make_trainer(cfg: RunConfig, policy: TrainablePolicy, learner: Learner) -> Any:
-    """The :class:`~opid_gym.trainer.Trainer`: the single-process one, or under ``torchrun``
-    with several processes the FSDP2 one (:class:`~opid_gym.sharded.ShardedTrainer`).
-
-    The loop only calls the Trainer protocol.
-    """
-    from opid_gym.distributed import current
-
-    if current().enabled:
-        from opid_gym.sharded import ShardedTrainer, fsdp_settings
-
-        return ShardedTrainer(policy, cfg.optim, total_steps=cfg.steps, keep_ref=learner.needs_ref_logp,
-                              seed=cfg.seed, fsdp=fsdp_settings(cfg.model))
-    from opid_gym.trainer import LocalTrainer
-
-    return LocalTrainer(policy, cfg.optim, total_steps=cfg.steps, keep_ref=learner.needs_ref_logp, seed=cfg.seed)
-
-
-def make_rollout_engine(cfg: RunConfig, policy: TrainablePolicy) -> tuple[Any, Any]:
-    """(generator, weight sync target or None). ``trainer``: the policy samples itself."""
-    from opid_gym.registry import UnknownNameError, suggest
-
-    if cfg.model.rollout_engine == "trainer":
-        return policy, None
-    if cfg.model.rollout_engine not in builtin.ROLLOUT_ENGINES:
-        raise UnknownNameError(f"unknown rollout engine {cfg.model.rollout_engine!r}."
-                               + suggest(cfg.model.rollout_engine, ["trainer", *builtin.ROLLOUT_ENGINES]))
-    model = cfg.model
-    if model.engine_max_len is None:  # room for the longest prompt and response of the run
-        import dataclasses
-
-        prompt = cfg.rollout.max_prompt_tokens or 4096
-        model = dataclasses.replace(model, engine_max_len=max(2048, prompt + cfg.rollout.max_new_tokens + 16))
-    engine = load_object(builtin.ROLLOUT_ENGINES[cfg.model.rollout_engine])(model, policy)
-    return engine, engine
-
-
-def make_env_pool(cfg: RunConfig, env_id: str, env_kwargs: dict[str, Any], *, with_expert: bool = False) -> Any:
-    """The training environments' :class:`~opid_gym.workers.EnvPool`: local processes or Ray actors.
-
-    ``with_expert``: every step's info carries the env's ``expert_action()`` (for a learner's
-    ``needs_expert`` or a scripted rollout agent), which the rollout records as ``Step.expert_action``.
-    """
-    from opid_gym.workers import make_pool
-
-    if cfg.env.pool == "ray":
-        return make_pool(env_id, env_kwargs, workers=cfg.env.workers, kind="ray", address=cfg.env.ray_address,
-                         with_expert=with_expert)
-    return make_pool(env_id, env_kwargs, workers=cfg.env.workers, kind=cfg.env.pool, with_expert=with_expert)
-
-
-def run_benchmark(cfg: RunConfig) -> Benchmark:
-    """The benchmark with the run's step limit, history length and token limits."""
-    import opid_gym
-
-    bench = opid_gym.BENCHMARKS.get(cfg.env.benchmark)
-    changes: dict[str, Any] = {"max_new_tokens": cfg.rollout.max_new_tokens}
-    if cfg.env.max_steps is not None:
-        changes["max_steps"] = cfg.env.max_steps
-    if cfg.env.history_length is not None:
-        changes["history_length"] = cfg.env.history_length
-    if cfg.rollout.max_prompt_tokens is not None:
-        changes["max_prompt_tokens"] = cfg.rollout.max_prompt_tokens
-    return bench.with_overrides(**changes)
 
 
 # -------------------------------------------------------------- step context
@@ -322,46 +196,7 @@ def gather_rollouts(total: int, mine: Sequence[int], trajs: list[Trajectory],
     return ordered, merged  # type: ignore[return-value]
 
 
-# ------------------------------------------------------------------ RNG state
-def rng_state() -> dict[str, Any]:
-    import torch
-
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    import torch
-
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 # ------------------------------------------------------------------------ run
-@dataclass
-class LoopState:
-    """Counters carried across steps and resumes (saved in every checkpoint)."""
-
-    step: int = 0
-    tokens_generated: int = 0
-    env_steps: int = 0
-    seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 class Run:
     """One training run: builds everything from a config, then :meth:`train`.
 
@@ -387,6 +222,8 @@ class Run:
         self.timer = PhaseTimer()
         self.state = LoopState()
         self._step_logs: dict[str, float] = {}
+        self.sync_target: WeightSync | None = None  # set by _setup
+        self._prefetch: ResetPrefetch | None = None
         from opid_gym.distributed import current
 
         self.dist = current()  # rank 0 of 1 unless started by torchrun (then set in _setup)
@@ -401,114 +238,37 @@ class Run:
             from opid_gym.ray_pool import _import_ray
 
             _import_ray()
-        self.bench = run_benchmark(cfg)
-        train_env = self.bench.train_env_id
-        if train_env is None:
-            raise RunError(f"benchmark {self.bench.name!r} has no training split")
-        cls = env_class(train_env)
-        self.env_cls = cls
-        self.family = str(getattr(cls, "family", "text"))
-        from opid_gym.data import resolve_data_root
-        from opid_gym.registry import accepts
-
-        # data_root only for environments whose constructor takes one (third-party ones may not)
-        self.data_kwargs = ({"data_root": str(resolve_data_root(cfg.env.data_root))}
-                            if accepts(train_env, "data_root") else {})
-        if cfg.model.cpu_threads is not None:
-            import torch
-
-            torch.set_num_threads(cfg.model.cpu_threads)
-        seed_everything(cfg.seed)
-        learner_cls = _learner_class(cfg.learner_name)
-        self.learner: Learner = learner_cls(cfg.learner, RunInfo(
-            benchmark=self.bench, family=self.family, template=cls.prompt, action_format=cls.action_format,
-            run_dir=self.paths.root, seed=cfg.seed, total_steps=cfg.steps,
-            max_prompt_tokens=cfg.rollout.max_prompt_tokens,
-        ))
-        self.policy = make_policy(cfg)
-        self.trainer = make_trainer(cfg, self.policy, self.learner)
-        self.generator, self.sync_target = make_rollout_engine(cfg, self.policy)
-        agent_cls = load_object(builtin.MODEL_AGENT)
-        model_name = f"{cfg.model.backend}:{cfg.model.name}"
-        self.train_agent = agent_cls(self.generator, SamplingParams(
-            temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, max_new_tokens=cfg.rollout.max_new_tokens,
-            max_prompt_tokens=cfg.rollout.max_prompt_tokens), name=model_name)
-        self.train_agent = self.learner.rollout_agent(self.train_agent, self.policy)  # sft: the demonstrator
-        self.eval_agent = agent_cls(self.generator, SamplingParams(
-            temperature=self.bench.temperature, top_p=self.bench.top_p, max_new_tokens=self.bench.max_new_tokens,
-            max_prompt_tokens=self.bench.max_prompt_tokens), name=model_name)
-        from opid_gym.evaluate import count_tasks
-        from opid_gym.history import make_history
-
-        self.train_kwargs = {**self.bench.train_kwargs(), **self.data_kwargs}
-        self.num_train_tasks = count_tasks(train_env, self.train_kwargs)
-        self.train_tasks = training_subset(self.num_train_tasks, cfg.env.train_fraction, cfg.seed)
-        self.sampler = TaskSampler(len(self.train_tasks), cfg.rollout.tasks_per_step, cfg.seed)
-        self.history = make_history(self.bench.history, **(
-            {"length": self.bench.history_length} if self.bench.history == "window" else {}))
-        self.prompt_hook = self.learner.rollout_prompt_hook()
+        parts = build_parts(cfg, self.paths.root)
+        self.parts = parts
+        self.bench = parts.bench
+        self.episodes = parts.episodes
+        self.family = parts.episodes.family
+        self.data_kwargs = parts.eval_data_kwargs
+        self.learner = parts.learner
+        self.policy = parts.policy
+        self.trainer = parts.trainer
+        self.generator = parts.engine.generator
+        self.sync_target = parts.engine.sync
+        self.train_agent = parts.train_agent
+        self.eval_agent = parts.eval_agent
+        self.num_train_tasks = parts.num_train_tasks
+        self.train_tasks = parts.train_tasks
+        self.sampler = parts.sampler
+        self.history = parts.history
+        self.prompt_hook = parts.prompt_hook
 
     def _restore(self) -> None:
-        from opid_gym.checkpoint import CheckpointError, load_latest
-
-        from opid_gym.distributed import broadcast_object
-
-        main = self.dist.is_main  # with several processes rank 0 reads and sends the rest
-        try:  # damaged checkpoints are skipped with a warning; none intact is an error
-            found = load_latest(self.paths.checkpoints) if main else None
-        except CheckpointError as exc:
-            found = exc
-        failed = broadcast_object(str(found) if isinstance(found, CheckpointError) else None)
-        if failed is not None:
-            raise RunError(f"cannot resume {self.paths.root}: {failed}")
-        if not broadcast_object(found is not None):
-            if main:
-                self._truncate_metrics(0, None)
+        state = persistence.restore(self.paths, sampler=self.sampler, learner=self.learner, trainer=self.trainer,
+                                    is_main=self.dist.is_main)
+        if state is None:
             return  # killed before the first checkpoint: start over
-        _, meta, objects = found if main else (None, None, {"trainer": None, "rng": None})
-        meta = broadcast_object(meta)
-        if meta.get("sampler") != self.sampler.state_dict():
-            raise RunError(f"the training data changed since the checkpoint (was {meta.get('sampler')}, "
-                           f"now {self.sampler.state_dict()}); cannot resume exactly")
-        self.trainer.load_state_dict(objects["trainer"])
-        set_rng_state(broadcast_object(objects["rng"]))
-        loop = meta["loop"]
-        self.state = LoopState(step=int(loop["step"]), tokens_generated=int(loop["tokens_generated"]),
-                               env_steps=int(loop["env_steps"]), seconds=float(loop["seconds"]),
-                               extra=dict(loop.get("extra", {})))
-        self.learner.load_state_dict(meta.get("learner", {}))
-        if main:
-            self._truncate_metrics(self.state.step, meta.get("metrics"))
+        self.state = state
         if self.sync_target is not None:
             self.sync_target.load_weights(self.trainer.named_weights())
 
-    def _truncate_metrics(self, step: int, last_record: dict[str, Any] | None) -> None:
-        """Drop lines of steps after the checkpoint; restore the checkpoint step's line if missing."""
-        bad: list[str] = []  # damaged lines: skipped with a warning, kept in metrics.jsonl.bad
-        records = [r for r in read_metrics(self.paths.metrics, bad) if int(r.get("step", 0)) <= step]
-        if last_record is not None and not any(int(r.get("step", 0)) == step for r in records):
-            records.append(last_record)
-        rewrite_metrics(self.paths.metrics, records, bad)
-
     def _save(self, record: dict[str, Any]) -> None:
-        from opid_gym.checkpoint import save_checkpoint
-
-        meta = {
-            "loop": {"step": self.state.step, "tokens_generated": self.state.tokens_generated,
-                     "env_steps": self.state.env_steps, "seconds": self.state.seconds, "extra": self.state.extra},
-            "sampler": self.sampler.state_dict(), "learner": self.learner.state_dict(), "metrics": record,
-            "config": config_to_dict(self.cfg),
-        }
-        trainer_state = self.trainer.state_dict()  # with several processes: gathered on rank 0
-        if self.dist.is_main:
-            from opid_gym.checkpoint import CheckpointError
-
-            try:
-                save_checkpoint(self.paths.checkpoints, self.state.step,
-                                {"trainer": trainer_state, "rng": rng_state()}, meta, keep=self.cfg.checkpoint.keep)
-            except CheckpointError as exc:  # a diverged update: stop before it spreads, keep the last good one
-                raise RunError(f"training diverged: {exc}; the last intact checkpoint is kept "
-                               "(lower optim.lr or check the data)") from None
+        persistence.save(self.paths, self.cfg, self.state, sampler=self.sampler, learner=self.learner,
+                         trainer=self.trainer, record=record, is_main=self.dist.is_main)
 
     # ------------------------------------------------------------------- a step
     def _context(self, step: int) -> StepContext:
@@ -551,13 +311,13 @@ class Run:
 
         specs, mine = self._step_specs(step, attempt)
         stats = RolloutStats()
-        prefetched, self._prefetch = getattr(self, "_prefetch", None), None
+        prefetched, self._prefetch = self._prefetch, None
         with self._engine_weights():
             trajs = run_episodes(
-                self.pool, self.train_agent, [specs[i] for i in mine], env_id=self.bench.train_env_id or "",
-                template=self.env_cls.prompt, action_format=self.env_cls.action_format, history=self.history,
+                self.pool, self.train_agent, [specs[i] for i in mine], **{**self.episodes.episode_args(),
+                                                                          "history": self.history},
                 max_concurrent=self.cfg.env.max_concurrent, prompt_hook=self.prompt_hook,
-                metric_keys=getattr(self.env_cls, "metric_keys", ()), stats=stats, prefetched=prefetched,
+                stats=stats, prefetched=prefetched,
             )
         if step + 1 < self.cfg.steps and not getattr(self.pool, "in_process", False) \
                 and not self.cfg.rollout.filter_groups:  # (dynamic sampling may roll out again first)
@@ -585,9 +345,10 @@ class Run:
     def _engine_weights(self) -> Any:
         """Full weights for sampling with the trained model itself (a sharded trainer's
         ``unsharded()``); nothing to do for a single-process trainer or another engine."""
-        gather = getattr(self.trainer, "unsharded", None)
-        if self.sync_target is None and callable(gather):
-            return gather()
+        from opid_gym.trainer import Unsharding
+
+        if self.sync_target is None and isinstance(self.trainer, Unsharding):
+            return self.trainer.unsharded()
         from contextlib import nullcontext
 
         return nullcontext()
@@ -638,14 +399,13 @@ class Run:
                                        f"expected {tuple(batch.mask.shape)}")
                 adv = torch.nan_to_num(adv.detach().float()) * batch.mask
             with t.phase("update"):
-                release = getattr(self.sync_target, "release", None)
-                if callable(release):  # a colocated engine frees its memory; the next load wakes it
-                    release()
+                if isinstance(self.sync_target, Releasable):  # a colocated engine frees its memory;
+                    self.sync_target.release()                 # the next load wakes it
                 update_metrics = self.trainer.update(batch, adv, self.learner, step=step)
             with t.phase("sync"):
                 if self.sync_target is not None:
                     report = self.sync_target.load_weights(self.trainer.named_weights())
-                    if hasattr(report, "mean_abs"):  # the engine's drift check (agents/drift.py)
+                    if report is not None:  # the engine's drift check (agents/drift.py)
                         record["sync/drift_mean_abs"] = float(report.mean_abs)
                         record["sync/drift_max_abs"] = float(report.max_abs)
             record["rollout/samples"] = float(len(batch))
@@ -697,9 +457,8 @@ class Run:
         try:
             return self._train()
         finally:
-            close = getattr(getattr(self, "sync_target", None), "close", None)
-            if callable(close):  # a rollout engine: shut it down while the process group still exists
-                close()
+            if isinstance(self.sync_target, Closeable):  # shut the engine down while the process group exists
+                self.sync_target.close()
 
     def _train(self) -> dict[str, Any]:
         self._setup()  # everything that can fail on bad input fails before the folder is written
@@ -709,9 +468,7 @@ class Run:
         if main:
             self.paths.root.mkdir(parents=True, exist_ok=True)
         if main and not self.resume:
-            tmp = self.paths.config.with_name("config.json.tmp")
-            tmp.write_text(json.dumps(config_to_dict(self.cfg), indent=1) + "\n", encoding="utf-8")
-            os.replace(tmp, self.paths.config)
+            persistence.write_json(self.paths.config, config_to_dict(self.cfg))
         if self.resume:
             self._restore()
         done = main and self.resume and self.state.step >= self.cfg.steps and self.paths.summary.is_file()
@@ -722,7 +479,7 @@ class Run:
         self._clock = (time.perf_counter(), self.state.seconds)
         log = MetricsLog(self.paths, tensorboard=self.cfg.log.tensorboard,
                          purge_step=self.state.step + 1 if self.resume else None) if main else None
-        self.pool = make_env_pool(self.cfg, self.bench.train_env_id or "", self.train_kwargs,
+        self.pool = make_env_pool(self.cfg, self.episodes.env_id, self.episodes.env_kwargs,
                                   with_expert=self.learner.needs_expert
                                   or bool(getattr(self.train_agent, "needs_expert", False)))
         self._prefetch = None
@@ -772,13 +529,12 @@ class Run:
             summary["processes"] = self.dist.world_size
         if not self.dist.is_main:
             return summary
-        tmp = self.paths.summary.with_name("summary.json.tmp")
-        tmp.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, self.paths.summary)
+        persistence.write_json(self.paths.summary, summary)
         if final is not None and self.record_results:
-            _record_result(self, final)
+            persistence.record_result(self.results_db, self.cfg, self.state, final, self.paths.root,
+                                      eval_skills=self.learner.eval_prompt_hook() is not None)
         if not self.quiet:
-            _print_final(summary, self.paths.root)
+            persistence.print_final(summary, self.paths.root)
         return summary
 
     # ------------------------------------------------------------------ output
@@ -798,55 +554,3 @@ class Run:
         elif not self.quiet:
             print(f"step {record['step']}/{self.cfg.steps}  success={record['rollout/success_rate']:.2f}  "
                   f"len={record['rollout/episode_length']:.1f}  {phases}", file=sys.stderr, flush=True)
-
-
-def _learner_class(name: str) -> type[Learner]:
-    import opid_gym
-
-    return opid_gym.LEARNERS.get(name)
-
-
-def _record_result(run: Run, final: Any) -> None:
-    """RESULTS-STORE HOOK: append this run to the results database (``opid_gym.results``)."""
-    import importlib.util
-
-    if importlib.util.find_spec("opid_gym.results") is None:
-        return
-    try:
-        from opid_gym import results
-
-        if not final.to_dict().get("protocol_hash"):
-            return  # summaries from before the protocol stamp carry no hash
-        cuda = run.cfg.model.device != "cpu" and _cuda_available()
-        config = config_to_dict(run.cfg)
-        if run.learner.eval_prompt_hook() is not None:  # the final eval's prompts were rewritten (e.g. skills)
-            config["eval_mode"] = "skills"
-        results.record_run(
-            run.results_db, summary=final, config=config, model=run.cfg.model.name,
-            learner=run.cfg.learner_name, seed=run.cfg.seed, wall_seconds=run.state.seconds,
-            device_kind="gpu" if cuda else "cpu", devices=1 if cuda else 1 + run.cfg.env.workers,
-            tokens_generated=run.state.tokens_generated, train_steps=run.state.step,
-            train_env_steps=run.state.env_steps, run_dir=str(run.paths.root),
-            agent=f"{run.cfg.model.backend}:{run.cfg.model.name}",
-        )
-    except Exception as exc:  # never lose a finished run over the results store
-        warnings.warn(f"could not record the run in the results store: {exc}", stacklevel=2)
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available())
-
-
-def _print_final(summary: dict[str, Any], run_dir: Path) -> None:
-    final = summary.get("final_eval")
-    budget = summary["budget"]
-    line = (f"run folder: {run_dir}\n{budget['steps']} steps, {budget['tokens_generated']} tokens generated, "
-            f"{budget['env_steps']} env steps, {budget['seconds']:.1f}s")
-    if final is not None:
-        line += f"\nfinal eval on {final['benchmark']}: success {100 * final['success_rate']:.1f}% " \
-                f"over {final['episodes']} episodes"
-    print(line)
-
-

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Callable, Iterable, Literal, Protocol, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Literal, Protocol, Sequence, runtime_checkable
 
 import torch
 
@@ -53,6 +53,14 @@ class Trainer(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class Unsharding(Protocol):
+    """A trainer whose parameters are sharded across processes: ``unsharded()`` holds the
+    full weights while the policy samples itself (:class:`~opid_gym.sharded.ShardedTrainer`)."""
+
+    def unsharded(self) -> ContextManager[None]: ...
 
 
 def lr_at(step: int, total_steps: int, cfg: OptimConfig) -> float:

@@ -118,25 +118,3 @@ class Trajectory:
         data = dict(data)
         data["steps"] = [Step(**step) for step in data.get("steps", [])]
         return cls(**data)
-
-
-@dataclass
-class Group:
-    """The G trajectories of one task under one seed."""
-
-    group_id: str
-    task_index: int
-    seed: int
-    trajectories: list[Trajectory]
-
-
-def group_trajectories(trajectories: list[Trajectory]) -> list[Group]:
-    """Collect trajectories into groups by ``group_id``, keeping first-seen order."""
-    groups: dict[str, Group] = {}
-    for traj in trajectories:
-        if traj.group_id not in groups:
-            groups[traj.group_id] = Group(traj.group_id, traj.task_index, traj.seed, [])
-        groups[traj.group_id].trajectories.append(traj)
-    for group in groups.values():
-        group.trajectories.sort(key=lambda t: t.member)
-    return list(groups.values())

@@ -79,6 +79,20 @@ def test_list_learners_shows_every_learner_with_description_and_paper(capsys):
         assert cls.description in lines[name] and f"[{cls.paper}]" in lines[name]
 
 
+def test_each_learner_is_generic_in_the_config_class_it_declares():
+    """``class OPID(GRPO[OPIDConfig])`` with ``Config = OPIDConfig``: the type argument and
+    the runtime class agree, so ``self.config`` is typed without casts."""
+    import typing
+
+    from opid_gym.learner import Learner
+
+    for name in builtin.LEARNERS:
+        cls = opid_gym.LEARNERS.get(name)
+        (base,) = [b for b in cls.__orig_bases__ if issubclass(typing.get_origin(b) or b, Learner)]
+        (arg,) = typing.get_args(base)
+        assert arg is cls.Config or isinstance(arg, typing.TypeVar) and cls.Config is cls.__mro__[1].Config, name
+
+
 def test_skill_grpo_hooks_show_the_library_in_training_and_optionally_in_evaluation():
     run = RunInfo(benchmark=Benchmark("t", "opid/x", "opid/x", max_steps=3), family="alfworld", template=toyenv.TOY_PROMPT,
                   action_format="think_action")

@@ -282,16 +282,14 @@ def test_resume_with_damaged_checkpoints_end_to_end(tmp_path, capsys):
 
 # ---------------------------------------------------------------------- 4. metrics.jsonl
 def test_a_bad_metrics_line_is_skipped_and_no_good_line_is_removed(tmp_path):
+    from opid_gym.persistence import truncate_metrics
     from opid_gym.run_folder import RunPaths
-    from opid_gym.train import Run
 
     lines = ['{"step": 1, "a": 1}', '{"step": 2, "a": 2}', "\x00\x00garbage{", '{"step": 3, "a": 3}',
              '{"step": 4, "a": 4}', '{"step": 5, "a": 5}']
     (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
-    run = Run.__new__(Run)  # only the run folder matters to the resume step tested here
-    run.paths = RunPaths(tmp_path)
     with pytest.warns(UserWarning, match="line 3"):
-        run._truncate_metrics(4, None)  # resuming from the checkpoint of step 4
+        truncate_metrics(RunPaths(tmp_path), 4, None)  # resuming from the checkpoint of step 4
     kept = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert kept == lines[:2] + lines[3:5]  # steps 1-4 all kept; step 5 is retrained
     assert (tmp_path / "metrics.jsonl.bad").read_text() == lines[2] + "\n"

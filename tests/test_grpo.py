@@ -81,11 +81,13 @@ def test_grpo_advantages_on_a_batch():
 def test_grpo_defaults_follow_the_benchmark_family():
     from opid_gym.benchmark import Benchmark
 
+    from opid_gym.family import family_of
+
     bench = Benchmark("w", "opid/x", "opid/x", max_steps=3, invalid_penalty=0.01)
-    assert GRPO.default_config(bench, "webshop").adv_norm == "mean_norm"
-    search = GRPO.default_config(bench, "searchqa")
+    assert GRPO.default_config(bench, family_of("webshop-train")).adv_norm == "mean_norm"
+    search = GRPO.default_config(bench, family_of("searchqa-train"))
     assert (search.kl_coef, search.entropy_coef, search.invalid_penalty) == (0.001, 0.0, 0.01)
-    alf = GRPO.default_config(bench, "alfworld")
+    alf = GRPO.default_config(bench, family_of("alfworld-train"))
     assert (alf.adv_norm, alf.kl_coef, alf.entropy_coef, alf.clip_eps, alf.dual_clip) == (
         "mean_std_norm", 0.01, 0.001, 0.2, 3.0)
 

@@ -430,9 +430,11 @@ def test_teacher_advantage_normalise_and_clip_and_the_opd_loss(tiny_policy, toy_
 
 def test_defaults_and_config_errors(tmp_path):
     bench = Benchmark("b", "opid/x", "opid/x", max_steps=3, invalid_penalty=0.01)
-    assert OPID.default_config(bench, "searchqa").max_step_skills == 2
-    assert OPID.default_config(bench, "alfworld").max_step_skills == 5
-    cfg = OPID.default_config(bench, "webshop")
+    from opid_gym.family import family_of
+
+    assert OPID.default_config(bench, family_of("searchqa")).max_step_skills == 2
+    assert OPID.default_config(bench, family_of("alfworld-unseen")).max_step_skills == 5
+    cfg = OPID.default_config(bench, family_of("webshop-eval"))
     assert (cfg.adv_norm, cfg.episode_skill_weight, cfg.step_skill_weight, cfg.gamma, cfg.route) == (
         "mean_norm", 0.001, 0.001, 0.95, "critical_first")
     from opid_gym.learner import ConfigError

@@ -16,6 +16,7 @@ import numpy as np
 import opid_gym
 from opid_gym.benchmark import Benchmark
 from opid_gym.env import TaskState, TextEnv, Transition
+from opid_gym.family import EnvFamily
 from opid_gym.history import PromptTemplate
 from opid_gym.registry import full_env_id, register_env
 
@@ -30,10 +31,9 @@ TOY_PROMPT = PromptTemplate(
 
 
 class GuessEnv(TextEnv):
-    family = "toy"
+    family = EnvFamily("toy", metric_keys=("score",))
     action_format = "think_action"
     prompt = TOY_PROMPT
-    metric_keys = ("score",)
     score_packages = ("numpy",)
 
     def __init__(self, *, num_tasks: int = 8, max_steps: int = 3, data_root: str | None = None,

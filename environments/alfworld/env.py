@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from environments.alfworld.family import ALFWORLD
 from environments.alfworld.games import Game, list_games
 from environments.alfworld.prompt import ALFWORLD_PROMPT
 from environments.alfworld.reset_cache import cached_engine_setup, resolve_mode
@@ -60,10 +61,9 @@ class ALFWorldEnv(TextEnv):
             ``False``: off). See :mod:`environments.alfworld.reset_cache`.
     """
 
-    family = "alfworld"
+    family = ALFWORLD
     action_format = "think_action_lower"
     prompt = ALFWORLD_PROMPT
-    metric_keys: tuple[str, ...] = ()
     score_packages = ("alfworld", "textworld", "fast-downward-textworld")
 
     def __init__(

@@ -52,6 +52,11 @@ def alfworld_root(data_root: str | Path | None) -> Path:
     return root / "alfworld"
 
 
+def game_files(split_dir: Path) -> list[Path]:
+    """Every ``game.tw-pddl`` of one split folder, sorted by path (before any filtering)."""
+    return sorted(split_dir.glob("*/*/game.tw-pddl")) if split_dir.is_dir() else []
+
+
 def list_games(split: str, data_root: str | Path | None = None) -> list[Game]:
     if split not in SPLITS:
         raise ValueError(f"unknown ALFWorld split {split!r}; known: {', '.join(SPLITS)}")
@@ -59,7 +64,7 @@ def list_games(split: str, data_root: str | Path | None = None) -> list[Game]:
     if not split_dir.is_dir():
         raise DataNotFoundError(missing_data_message(f"ALFWorld ({split})", split_dir, DOWNLOAD_HINT))
     games = []
-    for game_file in sorted(split_dir.glob("*/*/game.tw-pddl")):
+    for game_file in game_files(split_dir):
         trial_dir = game_file.parent
         if "movable" in str(trial_dir) or "Sliced" in str(trial_dir):
             continue

@@ -38,6 +38,7 @@ from environments.searchqa.datasets import (
 )
 from environments.searchqa.prompt import SEARCHQA_PROMPT
 from environments.searchqa.retrievers import Hit, Retriever, RetrieverConfig, get_retriever
+from environments.searchqa.family import SEARCHQA
 from opid_gym.env import TaskState, TextEnv, Transition
 from opid_gym.parsing import parse_search_answer
 
@@ -100,10 +101,9 @@ class SearchQAEnv(TextEnv):
             (Unicode NFC first; the ``searchqa-nfc`` benchmark).
     """
 
-    family = "searchqa"
+    family = SEARCHQA
     action_format = "search_answer"
     prompt = SEARCHQA_PROMPT
-    metric_keys: tuple[str, ...] = ("em", "f1", "searches")
 
     def __init__(
         self,

@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from opid_gym.env import TaskState, TextEnv, Transition
+from opid_gym.family import EnvFamily
 from opid_gym.history import PromptTemplate
 
 ITEMS = ("book", "lamp", "plate", "towel")
@@ -70,10 +71,9 @@ def task_item(number: int) -> str:
 class KeypadEnv(TextEnv):
     """See the module docstring. ``split``: ``train`` (96 tasks) or ``eval`` (120 tasks)."""
 
-    family = "toy"
+    family = EnvFamily("toy", metric_keys=("score",))
     action_format = "think_action"
     prompt = KEYPAD_PROMPT
-    metric_keys = ("score",)
 
     def __init__(self, split: str = "train", *, max_steps: int = 4, render_mode: str | None = None) -> None:
         if split not in SPLITS:

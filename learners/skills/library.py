@@ -169,3 +169,13 @@ def library_prompt_hook(library: SkillLibrary, family: str) -> Callable[[list[Me
         return with_library_text(messages, skills.text)
 
     return hook
+
+
+def skills_prompt_hook(source: str | Path | None, family: str) -> Callable[[list[Message], dict[str, Any]], list[Message]]:
+    """The prompt hook of ``opid-bench eval --skills`` (``opid_gym.builtin.SKILLS_PROMPT_HOOK``):
+    the library at ``source`` (None: the packaged one) for ``family``.
+
+    Raises:
+        FileNotFoundError: ``source`` is not a skill library folder.
+    """
+    return library_prompt_hook(load_library(source), family)

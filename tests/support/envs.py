@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from opid_gym import TaskState, TextEnv, Transition
+from opid_gym.family import EnvFamily
 from opid_gym.history import PromptTemplate
 
 PROMPT = PromptTemplate(
@@ -30,7 +31,7 @@ class CountingEnv(TextEnv):
     (to test worker recovery).
     """
 
-    family = "counting"
+    family = EnvFamily("counting")
     action_format = "think_action_lower"
     prompt = PROMPT
 

@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from opid_gym.env import TaskState, TextEnv, Transition
+from opid_gym.family import EnvFamily
 from opid_gym.history import PromptTemplate
 
 LETTERS = ("e", "a", "o", "t", "i", "n")
@@ -30,7 +31,7 @@ TOY_PROMPT = PromptTemplate(
 
 
 class ToyEnv(TextEnv):
-    family = "toy"
+    family = EnvFamily("toy")
     action_format = "think_action"
     prompt = TOY_PROMPT
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import opid_gym
-from opid_gym import Benchmark, TaskState, TextEnv, Transition, register_env
+from opid_gym import Benchmark, EnvFamily, TaskState, TextEnv, Transition, register_env
 from opid_gym.history import PromptTemplate
 
 PROMPT = PromptTemplate(
@@ -23,7 +23,7 @@ PROMPT = PromptTemplate(
 class GuessEnv(TextEnv):
     """Find a secret number in 1..high. Task i has secret number i + 1."""
 
-    family = "guess"
+    family = EnvFamily("guess")
     action_format = "think_action_lower"
     prompt = PROMPT
 

@@ -11,7 +11,7 @@ Backends (``AnalyzerSettings.kind``):
   the environment expert's actions (an ABLATION, not the paper's method; it needs the
   rollout to record ``Step.expert_action``: :attr:`AnalyzerSettings.needs_expert`);
 * ``openai`` (or ``openai:<model>``): any OpenAI-compatible endpoint through
-  :class:`agents.openai_client.ChatClient`, at most ``concurrency`` requests at once;
+  the core's chat client (:func:`opid_gym.chat.make_chat_client`), at most ``concurrency`` requests at once;
 * ``hf:<model>`` / ``vllm:<model>``: a local model through the project's agent
   backends (:func:`opid_gym.agent.make_agent`), all trajectories in one batch;
 * ``policy``: the policy being trained (``generate`` given per call by the loop).
@@ -210,10 +210,10 @@ class OpenAIBackend:
     """An OpenAI-compatible endpoint (``ChatClient.chat_many``, bounded concurrency)."""
 
     def __init__(self, s: AnalyzerSettings) -> None:
-        from agents.openai_client import ChatClient
+        from opid_gym.chat import make_chat_client
 
         self.settings = s
-        self.client = ChatClient(base_url=s.base_url, model=s.openai_model, api_key=s.api_key(), timeout=s.timeout,
+        self.client = make_chat_client(base_url=s.base_url, model=s.openai_model, api_key=s.api_key(), timeout=s.timeout,
                                  max_retries=s.http_retries, concurrency=s.concurrency, seed=s.seed,
                                  defaults={"temperature": s.temperature, "max_tokens": s.max_new_tokens})
 
