@@ -184,6 +184,11 @@ def make_env_pool(cfg: RunConfig, env_id: str, env_kwargs: dict[str, Any], *, wi
     """
     from opid_gym.workers import make_pool
 
+    if cfg.env.remote_urls:  # environments served by `opid-bench serve-env` elsewhere
+        from opid_gym.remote import env_token
+
+        return make_pool(env_id, env_kwargs, urls=list(cfg.env.remote_urls), token=env_token(),
+                         timeout=cfg.env.remote_timeout, with_expert=with_expert)
     if cfg.env.pool == "ray":
         return make_pool(env_id, env_kwargs, workers=cfg.env.workers, kind="ray", address=cfg.env.ray_address,
                          with_expert=with_expert)
@@ -684,7 +689,8 @@ class Run:
                     self.bench, self.eval_agent, agent_name=f"{self.cfg.model.backend}:{self.cfg.model.name}",
                     env_kwargs=self.data_kwargs, limit=self.cfg.eval.limit, workers=self.cfg.env.workers,
                     seed=self.cfg.seed, max_concurrent=self.cfg.env.max_concurrent, out_dir=self.paths.eval_dir(tag),
-                    prompt_hook=self.learner.eval_prompt_hook(),
+                    prompt_hook=self.learner.eval_prompt_hook(), env_urls=self.cfg.env.remote_urls,
+                    env_timeout=self.cfg.env.remote_timeout,
                 )
             barrier()
         summary = broadcast_object(summary)
