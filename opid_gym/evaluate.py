@@ -388,7 +388,8 @@ def _catalogue(env_id: str, env_kwargs: dict[str, Any], pool_options: dict[str, 
         env = make(env_id, **env_kwargs)
     try:
         fn = getattr(env.unwrapped, "task_types", None)
-        return int(env.unwrapped.num_tasks), (list(fn()) if callable(fn) else None)
+        types = fn() if callable(fn) else None  # a served env without task types answers None
+        return int(env.unwrapped.num_tasks), (list(types) if types is not None else None)
     finally:
         env.close()
 

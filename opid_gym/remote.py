@@ -155,6 +155,8 @@ class EnvServer:
         self.max_sessions = max_sessions
         self.session_timeout = session_timeout
         self.sessions: dict[str, _Session] = {}
+        self.opened = 0
+        """Sessions opened since the server started (``/metadata``'s ``sessions_opened``)."""
         self.lock = threading.Lock()
         """Held for every environment call: engines are not thread-safe (module docstring)."""
 
@@ -191,6 +193,7 @@ class EnvServer:
                                   f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
         session = _Session(env, env_id, dict(client_kwargs))
         self.sessions[sid] = session
+        self.opened += 1
         return session
 
     def _session(self, sid: str | None) -> _Session:
@@ -217,7 +220,8 @@ class EnvServer:
             return 200, {"name": self.env_id, "env_id": self.env_id, "env_ids": self.env_ids,
                          **self._describe(self.env_id), "version": __version__,
                          "description": "an opid-gym environment served by `opid-bench serve-env`",
-                         "sessions": len(self.sessions), "max_sessions": self.max_sessions}
+                         "sessions": len(self.sessions), "sessions_opened": self.opened,
+                         "max_sessions": self.max_sessions}
         if route == ("GET", "/schema"):
             return 200, SCHEMA
         handlers = {
