@@ -380,8 +380,9 @@ def _catalogue(env_id: str, env_kwargs: dict[str, Any], pool_options: dict[str, 
     """The number of tasks and, where the env lists them, every task's type (one env built,
     on the first server when the episodes run on ``serve-env`` servers)."""
     if pool_options.get("urls"):
-        from opid_gym.remote import RemoteEnv
+        from opid_gym.remote import RemoteEnv, check_servers
 
+        check_servers(pool_options["urls"], env_id, token=pool_options["token"], timeout=pool_options["timeout"])
         env = RemoteEnv(pool_options["urls"][0], served_env=env_id, token=pool_options["token"],
                         timeout=pool_options["timeout"], **{k: v for k, v in env_kwargs.items() if k != "data_root"})
     else:

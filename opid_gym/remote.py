@@ -3,8 +3,8 @@
 One machine runs the environment engines; another runs the model and reaches them
 over the network::
 
-    host-a$ opid-bench serve-env alfworld-unseen --host 0.0.0.0 --port 8765 --token-file tok
-    host-b$ opid-bench eval --agent expert --env alfworld-unseen --env-url http://host-a:8765
+    host-a$ opid-bench serve-env alfworld-train alfworld-unseen --host 0.0.0.0 --port 8765 --token-file tok
+    host-b$ OPID_GYM_ENV_TOKEN=... opid-bench eval --agent expert --env alfworld-unseen --env-url http://host-a:8765
 
 The protocol follows OpenEnv's HTTP conventions (``openenv-core``): ``POST /reset`` and
 ``POST /step`` answer ``{"observation": {...}, "reward": r, "done": d}``; a step
@@ -13,7 +13,7 @@ request is ``{"action": {...}}``; ``GET /state``, ``/health``, ``/metadata`` and
 *sessions* (one environment instance each) so that many clients share one server:
 
 ============================  ===============================================================
-``POST /sessions``            ``{"env_kwargs": {...}}`` → 201 ``{"session_id", "num_tasks", ...}``
+``POST /sessions``            ``{"env_id": id, "env_kwargs": {...}}`` → 201 ``{"session_id", "num_tasks", ...}``
 ``POST /close``               closes the session named by the ``X-Session-Id`` header
 ``POST /reset``               ``{"seed": int, "options": {"task_index": i}}`` (``task_index`` also
                               accepted at top level) → observation, ``reward: null``, ``done: false``
@@ -236,6 +236,7 @@ class EnvServer:
         if method == "POST" and not isinstance(body, dict):
             raise _HTTPError(400, "the request body must be a JSON object")
         with self.lock:
+            self._reap()
             return handlers[route](sid, body)
 
     def _create(self, sid: str | None, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -340,7 +341,7 @@ def _handler_class(server: EnvServer, quiet: bool) -> type[BaseHTTPRequestHandle
         server_version = "opid-gym-serve-env"
 
         def _answer(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+            data = json.dumps(payload).encode("utf-8")  # ASCII escapes: lone surrogates survive
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -593,6 +594,24 @@ def served_env_ids(url: str, *, token: str | None = None, timeout: float = 30.0)
 
 
 # ------------------------------------------------------------------------- pool
+def check_servers(urls: Sequence[str], env_id: str, *, token: str | None = None, timeout: float = 30.0) -> str:
+    """Check that every server answers and serves ``env_id``; its full id.
+
+    Raises :class:`~opid_gym.learner.ConfigError` (one line from the CLI) otherwise.
+    """
+    from opid_gym.learner import ConfigError
+
+    want = env_spec(env_id).id
+    for url in urls:
+        try:
+            got = served_env_ids(url, token=token, timeout=min(timeout, 30.0))
+        except (RemoteEnvError, ValueError) as exc:
+            raise ConfigError(f"environment server {url}: {exc}") from None
+        if want not in got:
+            raise ConfigError(f"{url} serves {', '.join(got)}, not {want} (opid-bench serve-env {want} ...)")
+    return want
+
+
 class _RemoteSlots(_SlotEnvs):
     """:class:`~opid_gym.workers._SlotEnvs` whose slot ``s`` is a session on ``urls[s % n]``."""
 
@@ -622,6 +641,9 @@ class RemotePool:
     again and the evaluation's retries run the episode anew. Slots are stepped concurrently
     (one thread per slot in a batch, at most ``max_threads``).
 
+    A server that cannot be reached when the pool starts, or serves another environment,
+    is a :class:`~opid_gym.learner.ConfigError`.
+
     Args:
         env_id: the environment id the slots hold; every server must serve it.
         env_kwargs: constructor arguments for the served environments (``data_root`` is
@@ -638,11 +660,7 @@ class RemotePool:
                  max_threads: int = 64) -> None:
         if not urls:
             raise ValueError("RemotePool needs at least one server URL")
-        want = env_spec(env_id).id
-        for url in urls:
-            got = served_env_ids(url, token=token, timeout=min(timeout, 30.0))
-            if want not in got:
-                raise ValueError(f"{url} serves {', '.join(got)}, not {want} (opid-bench serve-env {want} ...)")
+        want = check_servers(urls, env_id, token=token, timeout=timeout)
         kwargs = {k: v for k, v in (env_kwargs or {}).items() if k != "data_root"}
         self._envs = _RemoteSlots(want, urls, kwargs, with_expert, token, timeout)
         self._threads = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="opid-remote")
@@ -670,8 +688,8 @@ class RemotePool:
         self.close()
 
 
-def serve(env_ids: str | Sequence[str], env_kwargs: dict[str, Any] | None = None, *, host: str = "127.0.0.1", port: int = 8765,
-          token: str | None = None, max_sessions: int = 64, session_timeout: float = 1800.0,
+def serve(env_ids: str | Sequence[str], env_kwargs: dict[str, Any] | None = None, *, host: str = "127.0.0.1",
+          port: int = 8765, token: str | None = None, max_sessions: int = 64, session_timeout: float = 1800.0,
           quiet: bool = False) -> None:
     """Serve ``env_ids`` until interrupted (``opid-bench serve-env``)."""
     import sys

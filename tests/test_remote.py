@@ -210,10 +210,18 @@ def test_pool_over_two_servers_equals_the_local_pool() -> None:
     local.close()
 
 
-def test_pool_refuses_a_server_of_another_environment() -> None:
+def test_pool_refuses_a_server_of_another_environment_or_none() -> None:
+    from opid_gym.cli import main
+
     with served("keypad-train") as (url, _):
         with pytest.raises(ValueError, match="serves opid/keypad-train, not opid/keypad-eval"):
             RemotePool(KEYPAD, urls=[url])
+    with pytest.raises(ValueError, match=f"{url}.*unreachable"):  # that server is gone now
+        RemotePool(KEYPAD, urls=[url], timeout=5)
+    with pytest.raises(ValueError, match="http://host:port"):
+        RemotePool(KEYPAD, urls=["localhost:8765"])
+    # on the command line: one clear line, exit 2
+    assert main(["eval", "--agent", "expert", "--env", "keypad", "--env-url", url, "--no-record"]) == 2
 
 
 def test_a_hung_server_times_out_as_an_env_error() -> None:
