@@ -291,9 +291,17 @@ def test_cli_eval_through_a_served_env_equals_local(tmp_path: Path) -> None:
         assert http(f"{url}/metadata", headers={"Authorization": "Bearer tok-123"})[1]["sessions_opened"] >= 6
         for key in ("success_rate", "episodes", "errors", "per_type", "avg_steps"):
             assert remote.get(key) == local.get(key), key
+        token_env = {**os.environ, "OPID_GYM_ENV_TOKEN": "tok-123"}
+        ok = subprocess.run([sys.executable, "-m", "opid_gym", "check-env", KEYPAD, "--url", url], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, env=token_env)
+        assert ok.returncode == 0 and f"PASS  {KEYPAD}" in ok.stdout, ok.stdout + ok.stderr
         bad = subprocess.run([sys.executable, "-m", "opid_gym", "check-env", "--url", url], cwd=ROOT,
                              capture_output=True, text=True, timeout=120)
         assert bad.returncode == 2 and "needs the env_id" in bad.stderr
+        no_token = subprocess.run([sys.executable, "-m", "opid_gym", "check-env", KEYPAD, "--url", url], cwd=ROOT,
+                                  capture_output=True, text=True, timeout=120,
+                                  env={k: v for k, v in os.environ.items() if k != "OPID_GYM_ENV_TOKEN"})
+        assert no_token.returncode == 1 and "401" in no_token.stdout and "Traceback" not in no_token.stderr
     finally:
         proc.kill()
         proc.wait()
