@@ -75,16 +75,26 @@ def _add_check_env(p: argparse.ArgumentParser) -> None:
     p.add_argument("--all", action="store_true", help="check every registered id")
     p.add_argument("--env-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="environment option, e.g. retriever=pyserini (repeatable)")
+    p.add_argument("--url", default=None, help="check env_id as served by `opid-bench serve-env` at this URL "
+                                               "(token from $OPID_GYM_ENV_TOKEN)")
 
 
 def _cmd_check_env(args: argparse.Namespace) -> int:
     from opid_gym import registry
     from opid_gym.checker import check_env
 
+    if args.url and not args.env_id:
+        raise CLIError("--url needs the env_id to check (one the server serves)")
     ids = registry.env_ids() if (args.all or not args.env_id) else [args.env_id]
     failed = 0
     for eid in ids:
-        results = check_env(eid, **_data_kwargs(args, eid), **_env_options(eid, args))
+        if args.url:  # the served environment, through a RemoteEnv
+            from opid_gym.remote import REMOTE_ENV_ID, env_token
+
+            results = check_env(REMOTE_ENV_ID, url=args.url, served_env=eid, token=env_token(),
+                                **_env_options(eid, args))
+        else:
+            results = check_env(eid, **_data_kwargs(args, eid), **_env_options(eid, args))
         ok = all(r.ok for r in results)
         failed += not ok
         print(f"{'PASS' if ok else 'FAIL'}  {eid}")
@@ -125,6 +135,9 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retries", type=int, default=2, metavar="N",
                    help="run an episode whose environment worker or model backend failed again, up to N "
                         "times, on a fresh worker (default 2); episodes that still fail are errors")
+    p.add_argument("--env-url", action="append", default=[], metavar="URL",
+                   help="run the episodes on `opid-bench serve-env` servers (repeatable; token from "
+                        "$OPID_GYM_ENV_TOKEN) instead of --workers")
     p.add_argument("--allow-errors", action="store_true",
                    help="exit 0 even when episodes failed by error (the result is still marked incomplete)")
 
@@ -171,8 +184,8 @@ def _env_options(env_id: str, args: argparse.Namespace) -> dict[str, Any]:
     from opid_gym.registry import make
 
     opts = _parse_kv(getattr(args, "env_opt", []))
-    if not opts:
-        return {}
+    if not opts or getattr(args, "url", None) or getattr(args, "env_url", None):
+        return opts  # none, or served elsewhere: the server checks them
     try:
         make(env_id, **_data_kwargs(args, env_id), **opts).close()
     except (TypeError, ValueError) as exc:
@@ -207,6 +220,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             workers=args.workers, seed=args.seed, max_concurrent=args.max_concurrent, out_dir=out_dir,
             progress="off" if args.no_progress else ("bar" if sys.stderr.isatty() else "lines"), prompt_hook=hook,
             retries=args.retries, continue_from=_eval_identity(args, recorded_options) if out_dir else None,
+            env_urls=args.env_url,
         )
     except EvalOutputError as exc:
         raise CLIError(str(exc)) from None
@@ -440,6 +454,8 @@ COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callab
     ("list", "list environments, learners, agents or benchmarks", _add_list, _cmd_list),
     ("check-env", "run Gymnasium's checker and the text contract on environments", _add_check_env, _cmd_check_env),
     ("eval", "evaluate an agent on a benchmark's evaluation split", _add_eval, _cmd_eval),
+    ("serve-env", "serve environments over HTTP (OpenEnv-style reset/step) for other machines",
+     lambda p: _load("opid_gym.remote:add_serve_arguments")(p), lambda args: _load("opid_gym.remote:cmd_serve")(args)),
     ("data", "show which data sets are present, or download one", _add_data, _cmd_data),
     ("leaderboard", "rank learners x models on a benchmark protocol, beside published numbers", _add_leaderboard,
      lambda args: _benchmarks_command("leaderboard")(args)),

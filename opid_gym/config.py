@@ -133,6 +133,12 @@ class EnvConfig:
         train_fraction: train on this share of the training tasks (1.0: all): a seeded
             subset, the same for every learner at a given (fraction, seed), nested across
             fractions (:func:`opid_gym.train.training_subset`). The evaluation is unchanged.
+        remote_urls: environments served by ``opid-bench serve-env`` on other machines
+            (``http://host:port`` each): training and evaluation episodes run there, slot
+            ``s`` on ``remote_urls[s % n]`` (``workers``/``pool`` are then unused). The
+            servers' token, if any, is read from ``$OPID_GYM_ENV_TOKEN`` (docs/scale.md).
+        remote_timeout: seconds one request to a server may take; a server that is down
+            or slower fails that episode by error, as a dead worker process does.
     """
 
     benchmark: str = "alfworld-unseen"
@@ -144,8 +150,13 @@ class EnvConfig:
     pool: Literal["process", "ray", "auto"] = "process"
     ray_address: str | None = None
     train_fraction: float = 1.0
+    remote_urls: tuple[str, ...] = ()
+    remote_timeout: float = 300.0
 
     def __post_init__(self) -> None:
+        for url in self.remote_urls:
+            _check(url.startswith("http://"), f"env.remote_urls: expected http://host:port, got {url!r}")
+        _check(self.remote_timeout > 0, f"env.remote_timeout must be > 0, got {self.remote_timeout}")
         _check(0 < self.train_fraction <= 1, f"env.train_fraction must be in (0, 1], got {self.train_fraction}")
         _check(self.max_steps is None or self.max_steps >= 1, f"env.max_steps must be >= 1, got {self.max_steps}")
         _check(self.history_length is None or self.history_length >= 0, "env.history_length must be >= 0")

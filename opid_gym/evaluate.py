@@ -265,6 +265,8 @@ def evaluate(
     prompt_hook: Any = None,
     retries: int = 2,
     continue_from: dict[str, Any] | None = None,
+    env_urls: Sequence[str] = (),
+    env_timeout: float = 300.0,
 ) -> tuple[EvalSummary, list[Trajectory]]:
     """Evaluate ``agent`` on ``benchmark``; write trajectories and summary under ``out_dir``.
 
@@ -275,6 +277,8 @@ def evaluate(
     ``out_dir`` keeps the episodes an earlier run of the same evaluation finished, only
     the others run, and a folder holding another evaluation is refused
     (:class:`EvalOutputError`). Without it, ``out_dir``'s files are replaced.
+    ``env_urls``: run the episodes on ``opid-bench serve-env`` servers (token from
+    ``$OPID_GYM_ENV_TOKEN``; ``env_timeout`` seconds per request) instead of ``workers``.
     """
     if progress not in ("bar", "lines", "off"):
         raise ValueError(f"progress must be 'bar', 'lines' or 'off', got {progress!r}")
@@ -282,7 +286,12 @@ def evaluate(
         raise ValueError(f"retries must be >= 0, got {retries}")
     setup = episode_setup(benchmark, env_kwargs=env_kwargs, inject_data_root=False)  # the caller's data_root
     kwargs = setup.env_kwargs
-    num_tasks, all_types = _catalogue(benchmark.env_id, kwargs)
+    pool_options: dict[str, Any] = {}
+    if env_urls:
+        from opid_gym.remote import env_token
+
+        pool_options = {"urls": list(env_urls), "token": env_token(), "timeout": env_timeout}
+    num_tasks, all_types = _catalogue(benchmark.env_id, kwargs, pool_options)
     protocol = resolve_protocol(benchmark, env_kwargs=env_kwargs, limit=limit)
     types = all_types if limit is not None and benchmark.overall == "types" else None
     specs = eval_episodes(eval_task_indices(num_tasks, limit, types), benchmark.num_seeds, seed)
@@ -304,7 +313,8 @@ def evaluate(
     trajs: list[Trajectory | None] = [kept.get(tid) for tid in ids]
     stats = RolloutStats()
     try:
-        with make_pool(benchmark.env_id, kwargs, workers=workers, with_expert=agent.needs_expert) as pool:
+        with make_pool(benchmark.env_id, kwargs, workers=workers, with_expert=agent.needs_expert,
+                       **pool_options) as pool:
             bar = _progress(len(specs), len(specs) - len(todo)) if progress == "bar" else None
             done: list[Trajectory] = []
 
@@ -363,9 +373,17 @@ def evaluate(
     return summary, final
 
 
-def _catalogue(env_id: str, env_kwargs: dict[str, Any]) -> tuple[int, list[str] | None]:
-    """The number of tasks and, where the env lists them, every task's type (one env built)."""
-    env = make(env_id, **env_kwargs)
+def _catalogue(env_id: str, env_kwargs: dict[str, Any], pool_options: dict[str, Any]) -> tuple[int, list[str] | None]:
+    """The number of tasks and, where the env lists them, every task's type (one env built,
+    on the first server when the episodes run on ``serve-env`` servers)."""
+    if pool_options.get("urls"):
+        from opid_gym.remote import RemoteEnv, check_servers
+
+        check_servers(pool_options["urls"], env_id, token=pool_options["token"], timeout=pool_options["timeout"])
+        env = RemoteEnv(pool_options["urls"][0], served_env=env_id, token=pool_options["token"],
+                        timeout=pool_options["timeout"], **{k: v for k, v in env_kwargs.items() if k != "data_root"})
+    else:
+        env = make(env_id, **env_kwargs)
     try:
         return int(env.unwrapped.num_tasks), _task_types(env.unwrapped)
     finally:

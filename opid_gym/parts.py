@@ -143,13 +143,19 @@ def make_rollout_engine(cfg: RunConfig, policy: TrainablePolicy) -> RolloutEngin
 
 
 def make_env_pool(cfg: RunConfig, env_id: str, env_kwargs: dict[str, Any], *, with_expert: bool = False) -> EnvPool:
-    """The training environments' :class:`~opid_gym.workers.EnvPool`: local processes or Ray actors.
+    """The training environments' :class:`~opid_gym.workers.EnvPool`: local processes, Ray actors or
+    ``serve-env`` servers (``env.remote_urls``).
 
     ``with_expert``: every step's info carries the env's ``expert_action()`` (for a learner's
     ``needs_expert`` or a scripted rollout agent), which the rollout records as ``Step.expert_action``.
     """
     from opid_gym.workers import make_pool
 
+    if cfg.env.remote_urls:  # environments served by `opid-bench serve-env` elsewhere
+        from opid_gym.remote import env_token
+
+        return make_pool(env_id, env_kwargs, urls=list(cfg.env.remote_urls), token=env_token(),
+                         timeout=cfg.env.remote_timeout, with_expert=with_expert)
     if cfg.env.pool == "ray":
         return make_pool(env_id, env_kwargs, workers=cfg.env.workers, kind="ray", address=cfg.env.ray_address,
                          with_expert=with_expert)

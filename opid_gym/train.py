@@ -444,7 +444,8 @@ class Run:
                     self.bench, self.eval_agent, agent_name=f"{self.cfg.model.backend}:{self.cfg.model.name}",
                     env_kwargs=self.data_kwargs, limit=self.cfg.eval.limit, workers=self.cfg.env.workers,
                     seed=self.cfg.seed, max_concurrent=self.cfg.env.max_concurrent, out_dir=self.paths.eval_dir(tag),
-                    prompt_hook=self.learner.eval_prompt_hook(),
+                    prompt_hook=self.learner.eval_prompt_hook(), env_urls=self.cfg.env.remote_urls,
+                    env_timeout=self.cfg.env.remote_timeout,
                 )
             barrier()
         summary = broadcast_object(summary)

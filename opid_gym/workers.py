@@ -354,7 +354,15 @@ def make_pool(
     that many Ray actors (:class:`opid_gym.ray_pool.RayPool`; ``kwargs`` go to the pool).
     ``kind="auto"``: processes, unless :func:`probe_step_seconds` finds the environment's
     steps cheaper than ``auto_threshold`` seconds (default :data:`CHEAP_STEP_SECONDS`):
-    then in-process, where a step costs less than a message to a worker would."""
+    then in-process, where a step costs less than a message to a worker would.
+    ``urls=[...]``: environments served by ``opid-bench serve-env`` on those servers
+    (:class:`opid_gym.remote.RemotePool`; ``workers`` and ``kind`` are then unused)."""
+    urls = kwargs.pop("urls", None)
+    if urls:
+        from opid_gym.remote import RemotePool
+
+        return RemotePool(env_id, env_kwargs, urls=urls, **kwargs)
+    kwargs.pop("token", None)
     if workers <= 0:
         return InProcessPool(env_id, env_kwargs, with_expert=kwargs.get("with_expert", False))
     if kind == "auto":
