@@ -163,7 +163,9 @@ class EnvServer:
     @staticmethod
     def _describe(env_id: str) -> dict[str, str]:
         cls = env_class(env_id)
-        return {"family": str(getattr(cls, "family", "")), "action_format": str(getattr(cls, "action_format", ""))}
+        from opid_gym.family import family_of_class
+
+        return {"family": family_of_class(cls).name, "action_format": str(getattr(cls, "action_format", ""))}
 
     # ------------------------------------------------------------- sessions
     def _reap(self) -> None:
@@ -306,9 +308,9 @@ class EnvServer:
     def _tasks(self, sid: str | None, body: Any) -> tuple[int, dict[str, Any]]:
         s = self._session(sid)
         env = s.env.unwrapped
-        types = getattr(env, "task_types", None)
+        types = env.task_types()  # None where the env does not group its tasks
         return 200, {"env_id": s.env_id, "num_tasks": int(env.num_tasks), "task_ids": list(env.task_ids()),
-                     "task_types": list(types()) if callable(types) else None}
+                     "task_types": list(types) if types is not None else None}
 
     def _expert(self, sid: str | None, body: Any) -> tuple[int, dict[str, Any]]:
         env = self._session(sid).env.unwrapped
@@ -466,6 +468,18 @@ class _Connection:
             self._conn = None
 
 
+def _served_family(env_id: str, name: str) -> Any:
+    """The served environment's family: its full declaration where that package is installed
+    here too (run and loss defaults, metric keys), else a bare family of the served name."""
+    from opid_gym.family import EnvFamily, family_of
+
+    try:
+        family = family_of(env_id)
+    except Exception:  # the served family is not installed here
+        return EnvFamily(name or "text")
+    return family if family.name == name else EnvFamily(name or "text")
+
+
 class RemoteEnv(TextEnv):
     """A :class:`~opid_gym.env.TextEnv` whose engine runs in an ``opid-bench serve-env`` server.
 
@@ -492,7 +506,7 @@ class RemoteEnv(TextEnv):
         self.url = self._http.url
         self.session_id: str | None = str(info["session_id"])
         self.served_env_id = str(info["env_id"])
-        self.family = str(info.get("family", ""))  # type: ignore[misc]  # the served family's, per instance
+        self.family = _served_family(self.served_env_id, str(info.get("family", "")))  # type: ignore[misc]
         self.action_format = str(info.get("action_format", ""))  # type: ignore[misc]
         self._n = int(info["num_tasks"])
         self._tasks: dict[str, Any] | None = None
