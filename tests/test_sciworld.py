@@ -150,6 +150,7 @@ def test_the_engines_move_limit_truncates_and_a_partial_score_is_not_a_win(engin
         env.close()
 
 
+@pytest.mark.slow  # two JVM starts and an 8 s task load: ~45 s on the shared 2-core machine
 def test_a_task_resets_to_the_same_observation_whatever_ran_before(engine_ok: Path) -> None:
     """The engine lists a room's objects in an order that depends on earlier loads in the
     same JVM (this variation's three cups move around); a fresh JVM per task fixes it."""
@@ -157,10 +158,14 @@ def test_a_task_resets_to_the_same_observation_whatever_ran_before(engine_ok: Pa
     try:
         index = env.task_ids().index("measure-melting-point-unknown-substance/205")
         first, _ = env.reset(options={"task_index": index})
+        jvm = env._engine._gateway.java_process
         again, _ = env.reset(options={"task_index": index})
         assert first == again
+        assert jvm.poll() is not None  # the previous task's JVM has ended (none left behind)
+        jvm = env._engine._gateway.java_process
     finally:
         env.close()
+    assert jvm.poll() is not None
 
 
 @pytest.mark.slow  # ~2-6 min on the shared 2-core machine: a JVM per reset of the checker

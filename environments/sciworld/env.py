@@ -226,11 +226,23 @@ class SciWorldEnv(TextEnv):
         self._close_engine()
 
     def _close_engine(self) -> None:
-        if self._engine is not None:
+        """Shut the engine and end its JVM: ``ScienceWorldEnv.close`` only asks the JVM to
+        exit (py4j), and measured JVMs outlived it, one per task, so it is ended here."""
+        engine, self._engine = self._engine, None
+        if engine is None:
+            return
+        proc = getattr(getattr(engine, "_gateway", None), "java_process", None)
+        try:
+            engine.close()
+        except Exception:  # the gateway may already be gone; the process is ended below
+            pass
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
             try:
-                self._engine.close()
-            finally:
-                self._engine = None
+                proc.wait(timeout=10)
+            except Exception:
+                proc.kill()
+                proc.wait()
 
     def _admissible(self) -> list[str]:
         return list(self._engine.get_valid_action_object_combinations())
