@@ -120,6 +120,7 @@ LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
     # algorithms spec §1 and §2 table, per environment family (TextEnv.family)
     "alfworld": {},
     "webshop": {"adv_norm": "mean_norm"},
+    "sciworld": {"adv_norm": "mean_norm"},  # run_sciworld_opid_guide.sh: OPID_MODE=mean_norm
     "searchqa": {"kl_coef": 0.001, "entropy_coef": 0.0},
 }
 """Per-family overrides of :class:`LearnerConfig`'s defaults (unknown families: none)."""
