@@ -8,6 +8,7 @@ skipped, with that reason, only where one of them is absent.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -169,6 +170,8 @@ def test_a_task_resets_to_the_same_observation_whatever_ran_before(engine_ok: Pa
 
 
 @pytest.mark.slow  # ~2-6 min on the shared 2-core machine: a JVM per reset of the checker
+@pytest.mark.skipif(os.environ.get("OPID_GYM_SCIWORLD_CHECK") != "1",
+                    reason="open, run on request (OPID_GYM_SCIWORLD_CHECK=1): see the xfail reason")
 @pytest.mark.xfail(strict=False, reason="open: the engine's object-listing order can still differ between two "
                    "fresh JVMs (identity hashes), so Gymnasium's reset-determinism check passes only sometimes "
                    "(passed once from the CLI, failed twice under pytest on 2026-12-06); see docs/sciworld.md")
