@@ -66,8 +66,9 @@ def test_registered_ids_and_benchmarks_point_at_the_levels(sciworld_data: Path) 
         assert (bench.max_steps, bench.history_length, bench.max_prompt_tokens) == (30, 5, 4096)
         env = opid_gym.make(bench.env_id, data_root=sciworld_data).unwrapped
         assert (env.level, env.split, env.simplifications, env.env_step_limit) == (level, "test", "easy", 100)
-        assert env.data_files() == {
-            f"sciworld/variations_idx/L{level}_idx.json": sciworld_data / "sciworld" / "variations_idx" / f"L{level}_idx.json"}
+        files = {key: Path(path).resolve() for key, path in env.data_files().items()}
+        assert files == {f"sciworld/variations_idx/L{level}_idx.json":
+                         (sciworld_data / "sciworld" / "variations_idx" / f"L{level}_idx.json").resolve()}
 
 
 def test_bad_arguments_and_missing_data_are_clear_errors(sciworld_data: Path, tmp_path: Path) -> None:
