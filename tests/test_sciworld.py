@@ -216,3 +216,22 @@ def test_opid_smoke_run_on_sciworld(engine_ok: Path, tmp_path: Path, monkeypatch
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2]
     assert "opid/analyzer_calls" in records[0]
+
+
+def test_data_status_reports_each_level_with_its_pair_counts(sciworld_data: Path, tmp_path: Path) -> None:
+    from environments.sciworld.splits import split_file
+    from opid_gym.family import dataset_status, family_of
+
+    assert family_of("sciworld-l0").name == "sciworld"
+    assert family_of("sciworld-l0").loss_defaults == {"adv_norm": "mean_norm"}  # the reference's script
+    rows = {r.name: r for r in dataset_status(sciworld_data) if r.name.startswith("sciworld/")}
+    assert sorted(rows) == ["sciworld/L0", "sciworld/L1", "sciworld/L2"]
+    for level in (0, 1, 2):
+        raw = json.loads(split_file(level, sciworld_data).read_text())
+        row = rows[f"sciworld/L{level}"]
+        assert row.present and row.detail == f"{len(raw['train'])} train / {len(raw['test'])} test pairs"
+    (tmp_path / "sciworld" / "variations_idx").mkdir(parents=True)
+    (tmp_path / "sciworld" / "variations_idx" / "L1_idx.json").write_text("{not json")
+    empty = {r.name: r for r in dataset_status(tmp_path) if r.name.startswith("sciworld/")}
+    assert not empty["sciworld/L0"].present and empty["sciworld/L0"].detail == "missing"
+    assert not empty["sciworld/L1"].present and empty["sciworld/L1"].detail.startswith("unreadable")
