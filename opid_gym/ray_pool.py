@@ -82,6 +82,8 @@ class RayPool:
         init_kwargs: other ``ray.init`` arguments (only used when this pool initialises Ray).
     """
 
+    in_process = False
+
     def __init__(
         self,
         env_id: str,

@@ -180,7 +180,7 @@ def run_episodes(
     free_slots = list(range(limit))[::-1]
     next_ep = 0
     if overlap is None:
-        overlap = not getattr(pool, "in_process", False)
+        overlap = not pool.in_process
 
     def finish(slot: int) -> None:
         idx, run = running.pop(slot)

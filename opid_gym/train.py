@@ -35,15 +35,15 @@ import json
 import sys
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from opid_gym import persistence
 from opid_gym.agent import derive_seed
-from opid_gym.backend import Closeable, Releasable, WeightSync
+from opid_gym.backend import Closeable, Generation, Generator, Releasable, SamplingParams, WeightSync
 from opid_gym.config import RunConfig, config_to_dict
 from opid_gym.learner import Learner, RunInfo, StepBatch, StepContext, build_step_batch
 from opid_gym.parts import (  # noqa: F401  (re-exported: the builders' historical home)
@@ -55,7 +55,10 @@ from opid_gym.run_folder import MetricsLog, RunError, RunPaths, step_tag, write_
 from opid_gym.types import Message, Trajectory
 
 if TYPE_CHECKING:
-    from opid_gym.rollout import ResetPrefetch
+    import torch
+
+    from opid_gym.rollout import ResetPrefetch, RolloutStats
+    from opid_gym.trainer import Trainer
 
 PHASES = ("rollout", "prepare", "advantage", "update", "sync", "eval")
 
@@ -80,8 +83,9 @@ class PhaseTimer:
 
 
 # -------------------------------------------------------------- step context
-def make_step_context(step: int, run: RunInfo, trainer: Any, batch: StepBatch, max_prompt_tokens: int | None,
-                      log: Any, *, generator: Any = None, old_logp_source: str = "recompute") -> StepContext:
+def make_step_context(step: int, run: RunInfo, trainer: Trainer, batch: StepBatch, max_prompt_tokens: int | None,
+                      log: Callable[[dict[str, float]], None], *, generator: Generator | None = None,
+                      old_logp_source: str = "recompute") -> StepContext:
     """The :class:`StepContext` of one step: the old-policy scoring service over ``batch``.
 
     ``score_ids(prompt_ids, rows)`` / ``score_messages(messages, rows)`` score the
@@ -91,7 +95,7 @@ def make_step_context(step: int, run: RunInfo, trainer: Any, batch: StepBatch, m
     the batch's L (0 at padding).
     """
 
-    def score_ids(prompt_ids: Sequence[Sequence[int]], rows: Sequence[int] | None = None) -> Any:
+    def score_ids(prompt_ids: Sequence[Sequence[int]], rows: Sequence[int] | None = None) -> torch.Tensor:
         rows = list(range(len(batch))) if rows is None else list(rows)
         if len(prompt_ids) != len(rows):
             raise ValueError(f"{len(prompt_ids)} prompts for {len(rows)} rows")
@@ -105,18 +109,17 @@ def make_step_context(step: int, run: RunInfo, trainer: Any, batch: StepBatch, m
     def encode(messages: list[Message]) -> list[int]:
         return encode_chat(messages)[0]
 
-    def score_messages(messages: Sequence[list[Message]], rows: Sequence[int] | None = None) -> Any:
+    def score_messages(messages: Sequence[list[Message]], rows: Sequence[int] | None = None) -> torch.Tensor:
         return score_ids([encode(m) for m in messages], rows)
 
-    generate = getattr(generator, "generate", None)
     return StepContext(step=step, run=run, score_messages=score_messages, score_ids=score_ids, log=log,
                        token_strings=trainer.token_strings, encode_messages=encode, encode_chat=encode_chat,
                        old_logp_source="sampler" if old_logp_source == "sampler" else "recompute",
-                       generate=generate if callable(generate) else None)
+                       generate=generator.generate if generator is not None else None)
 
 
 # -------------------------------------------------------------------- metrics
-def rollout_metrics(trajs: Sequence[Trajectory], stats: Any) -> dict[str, float]:
+def rollout_metrics(trajs: Sequence[Trajectory], stats: RolloutStats) -> dict[str, float]:
     """Success, episode length, invalid-action rate, tokens and env steps of a rollout."""
     n = len(trajs)
     steps = sum(t.length for t in trajs)
@@ -165,17 +168,18 @@ def select_groups(kept: list[list[Trajectory]], trajs: Sequence[Trajectory], tar
 class _WithWeights:
     """A generator whose ``generate`` runs inside ``weights()`` (a sharded trainer's full weights)."""
 
-    def __init__(self, generator: Any, weights: Any) -> None:
+    def __init__(self, generator: Generator, weights: Callable[[], AbstractContextManager[Any]]) -> None:
         self._generator = generator
         self._weights = weights
 
-    def generate(self, *args: Any, **kwargs: Any) -> Any:
+    def generate(self, prompts: Sequence[list[Message]], params: SamplingParams,
+                 seeds: Sequence[int] | None = None) -> list[Generation]:
         with self._weights():
-            return self._generator.generate(*args, **kwargs)
+            return self._generator.generate(prompts, params, seeds)
 
 
 def gather_rollouts(total: int, mine: Sequence[int], trajs: list[Trajectory],
-                    stats: Any) -> tuple[list[Trajectory], Any]:
+                    stats: RolloutStats) -> tuple[list[Trajectory], RolloutStats]:
     """Every rank's share of a step's episodes → all ``total`` trajectories in episode order
     (the single-process order) and the summed rollout statistics, on every rank."""
     import dataclasses
@@ -277,7 +281,7 @@ class Run:
                                  generator=_WithWeights(self.generator, self._engine_weights),
                                  old_logp_source=self.cfg.rollout.old_logp)
 
-    def _rollout_filtered(self, step: int) -> tuple[list[Trajectory], list[Trajectory], Any, dict[str, float]]:
+    def _rollout_filtered(self, step: int) -> tuple[list[Trajectory], list[Trajectory], RolloutStats, dict[str, float]]:
         """The step's rollout with optional dynamic sampling (``rollout.filter_groups``).
 
         Returns (the trajectories to train on, every trajectory generated, the summed
@@ -306,7 +310,7 @@ class Run:
                    "rollout/dropped_groups": float(dropped)}
         return [t for members in kept for t in members], every, stats, metrics
 
-    def _rollout(self, step: int, attempt: int = 0) -> tuple[list[Trajectory], Any]:
+    def _rollout(self, step: int, attempt: int = 0) -> tuple[list[Trajectory], RolloutStats]:
         from opid_gym.rollout import ResetPrefetch, RolloutStats, run_episodes
 
         specs, mine = self._step_specs(step, attempt)
@@ -319,7 +323,7 @@ class Run:
                 max_concurrent=self.cfg.env.max_concurrent, prompt_hook=self.prompt_hook,
                 stats=stats, prefetched=prefetched,
             )
-        if step + 1 < self.cfg.steps and not getattr(self.pool, "in_process", False) \
+        if step + 1 < self.cfg.steps and not self.pool.in_process \
                 and not self.cfg.rollout.filter_groups:  # (dynamic sampling may roll out again first)
             # the next step's tasks are a pure function of (seed, step): reset its first
             # episodes in the background while the learner updates (changes no result)
@@ -481,8 +485,7 @@ class Run:
         log = MetricsLog(self.paths, tensorboard=self.cfg.log.tensorboard,
                          purge_step=self.state.step + 1 if self.resume else None) if main else None
         self.pool = make_env_pool(self.cfg, self.episodes.env_id, self.episodes.env_kwargs,
-                                  with_expert=self.learner.needs_expert
-                                  or bool(getattr(self.train_agent, "needs_expert", False)))
+                                  with_expert=self.learner.needs_expert or self.train_agent.needs_expert)
         self._prefetch = None
         bar = self._bar() if main else None
         try:

@@ -59,6 +59,10 @@ class StepResult:
 class EnvPool(Protocol):
     """What the rollout needs from a pool of environments."""
 
+    in_process: bool
+    """Whether the environments run in the caller's process (then a pool call blocks the
+    caller, and overlapping environment work with generation gains nothing)."""
+
     def reset(self, items: Sequence[tuple[int, int, dict[str, Any]]]) -> list[ResetResult | EnvError]:
         """Reset slots: ``(slot, seed, options)`` each. Results are in input order."""
         ...
@@ -213,6 +217,8 @@ class ProcessPool:
             declared hung; a batch of k items on one worker gets k × timeout.
         start_method: multiprocessing start method (``spawn`` is safe with torch loaded).
     """
+
+    in_process = False
 
     def __init__(
         self,

@@ -37,7 +37,11 @@ class CountingPool:
     def close(self) -> None:
         self.pool.close()
 
-    def __getattr__(self, name: str) -> Any:  # what else the rollout asks (``in_process``)
+    @property
+    def in_process(self) -> bool:
+        return self.pool.in_process
+
+    def __getattr__(self, name: str) -> Any:  # what else a caller asks
         return getattr(self.pool, name)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from learners.skills.library import load_library, question_kind, webshop_family
+from learners.skills.library import SCIWORLD_TOPICS, load_library, question_kind, sciworld_topic, webshop_family
 
 
 def test_packaged_library_has_every_kind() -> None:
@@ -15,6 +15,7 @@ def test_packaged_library_has_every_kind() -> None:
     assert lib.kinds("webshop") == sorted(["apparel", "footwear", "home", "electronics", "accessories",
                                            "beauty", "other"])
     assert lib.kinds("searchqa") == sorted(["direct", "multihop", "attribute", "comparison"])
+    assert set(lib.kinds("sciworld")) == {topic for _, topic in SCIWORLD_TOPICS}
 
 
 def test_alfworld_selects_by_task_type() -> None:
@@ -69,6 +70,22 @@ def test_every_kind_the_environments_report_has_a_library_text() -> None:
     # search QA: the data set decides multi-hop exactly where the environment says so
     assert MULTI_HOP_DATASETS == set(DATASETS) - set(SINGLE_HOP)
     assert {question_kind("who wrote it", d) for d in DATASETS} <= set(lib.kinds("searchqa"))
+
+
+def test_every_sciworld_task_has_its_topic_text() -> None:
+    pytest.importorskip("scienceworld", reason="the engine's task names come with `opid-gym[sciworld]`")
+    from environments.sciworld.splits import engine_task_names
+
+    lib = load_library()
+    topics = {name: sciworld_topic(name) for name in engine_task_names()}
+    assert "general" not in topics.values(), topics
+    assert set(topics.values()) == set(lib.kinds("sciworld"))  # every topic file is used
+    for name, topic in topics.items():
+        skills = lib.select("sciworld", "Your task is to ...", name)
+        assert skills.kind == topic and skills.specific and skills.general, name
+    assert topics["measure-melting-point-unknown-substance"] == "measurement" and topics["melt"] == "matter"
+    assert sciworld_topic("a-task-added-later") == "general"
+    assert lib.select("sciworld", "x", "a-task-added-later").text == lib.select("sciworld", "x", "").general
 
 
 def test_prompt_hook_puts_the_selected_text_first_in_the_last_user_message() -> None:

@@ -9,10 +9,12 @@ layout when a user points ``skill_library`` at it::
     alfworld/{pick,look,clean,heat,cool,pick2}.md
     webshop/{apparel,footwear,home,electronics,accessories,beauty,other}.md
     searchqa/{direct,multihop,attribute,comparison}.md
+    sciworld/{matter,measurement,chemistry,electricity,classification,plants,genetics,lifecycle,forces}.md
 
 Selection: ALFWorld by the task type the environment reports; WebShop by keywords of
 the instruction (product family); search QA by the question's form (comparison,
-entity-attribute) and the data set's hop count (multi-hop data sets → multihop).
+entity-attribute) and the data set's hop count (multi-hop data sets → multihop);
+ScienceWorld by the topic of the engine's task name (:data:`SCIWORLD_TOPICS`).
 Missing files are simply absent from the text; an unknown family gets the general text.
 
 How the text reaches a prompt (:func:`with_library_text`): one section at the start of
@@ -60,6 +62,25 @@ _COMPARISON = re.compile(r"\b(both|either|same|older|younger|earlier|later|first
                          r"longer|shorter|more|fewer|higher|lower)\b")
 _ATTRIBUTE = re.compile(r"^(when|where|what year|what date|how many|how much|how long|how old|how tall|"
                         r"what is the (population|height|length|capital|area))\b")
+
+
+SCIWORLD_TOPICS: tuple[tuple[str, str], ...] = (
+    # (task-name prefix, topic), first match wins; the engine's 30 task names
+    ("measure-melting-point", "measurement"), ("use-thermometer", "measurement"),
+    ("boil", "matter"), ("melt", "matter"), ("freeze", "matter"), ("change-the-state-of-matter", "matter"),
+    ("chemistry-mix", "chemistry"),
+    ("power-component", "electricity"), ("test-conductivity", "electricity"),
+    ("find-", "classification"),
+    ("grow-", "plants"),
+    ("mendelian-genetics", "genetics"),
+    ("identify-life-stages", "lifecycle"), ("lifespan-", "lifecycle"),
+    ("inclined-plane", "forces"),
+)
+
+
+def sciworld_topic(task_name: str) -> str:
+    """The library topic of a ScienceWorld task (its engine name, e.g. ``boil``); ``general`` if none."""
+    return next((topic for prefix, topic in SCIWORLD_TOPICS if task_name.startswith(prefix)), "general")
 
 
 def webshop_family(instruction: str) -> str:
@@ -110,10 +131,12 @@ class SkillLibrary:
             return webshop_family(task)
         if family == "searchqa":
             return question_kind(task, task_type)
+        if family == "sciworld":
+            return sciworld_topic(task_type)
         return task_type or "general"
 
     def select(self, family: str, task: str, task_type: str = "") -> LibrarySkills:
-        """The skills for one task of ``family`` (``alfworld``, ``webshop``, ``searchqa``)."""
+        """The skills for one task of ``family`` (``alfworld``, ``webshop``, ``searchqa``, ``sciworld``)."""
         kind = self.kind(family, task, task_type)
         return LibrarySkills(self._read("general.md"), self._read(family, f"{kind}.md"), kind)
 
