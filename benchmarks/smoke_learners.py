@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-OWN_METRICS = ("opid/", "teacher/", "distill/", "loss/distill", "rlsd/", "gigpo/", "sft/", "grpo/")
-"""Metric name prefixes that only a learner's own part writes."""
+OWN_METRICS = ("opid/", "rlsd/", "gigpo/", "sft/", "teacher/", "distill/", "loss/distill", "grpo/")
+"""Metric name prefixes that only a learner's own part writes, the most specific first."""
 
 
 def _learners() -> list[str]:
@@ -43,7 +43,8 @@ def _run(learner: str, env: str, out: Path, data_root: str | None, extra: list[s
     records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.is_file() else []
     row["steps"] = [r.get("step") for r in records]
     keys = sorted({k for r in records for k in r})
-    row["own"] = [k for k in keys if k.startswith(OWN_METRICS)][:3]
+    own = [(next(i for i, p in enumerate(OWN_METRICS) if k.startswith(p)), k) for k in keys if k.startswith(OWN_METRICS)]
+    row["own"] = [k for _, k in sorted(own)][:3]
     summary = folder / "summary.json"
     if summary.is_file():
         final = json.loads(summary.read_text()).get("final_eval") or {}
