@@ -143,6 +143,10 @@ def test_out_holding_another_evaluation_is_refused(tmp_path, capsys):
     assert (tmp_path / "ev" / "summary.json").read_text() == before
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_keeps_finished_episodes_and_the_rerun_continues(tmp_path):
     """SIGINT to the whole process group (a terminal's Ctrl-C) during ``eval --workers 2``:
     no traceback, exit 130, the finished episodes are on disk; the same command again runs
@@ -152,8 +156,10 @@ def test_ctrl_c_keeps_finished_episodes_and_the_rerun_continues(tmp_path):
            "FAULTY_ENV_KWARGS": json.dumps({"num_tasks": 10, "slow": 1.0})}
     cmd = [sys.executable, "-m", "tests.support.faulty", "eval", "--agent", "expert", "--env", faulty.BENCH,
            "--workers", "2", "--max-concurrent", "2", "--out", str(out)]
+    # a terminal's Ctrl-C reaches a process whose SIGINT is at its default; a suite started
+    # in the background of a script (`cmd &`) runs with SIGINT ignored, and so would the child
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_default_sigint)
     lines = out / "trajectories.jsonl"
     deadline = time.monotonic() + 120
     while not (lines.exists() and lines.read_text().count("\n") >= 3):
