@@ -37,7 +37,7 @@ def _run(learner: str, env: str, out: Path, data_root: str | None, extra: list[s
     cmd = [sys.executable, "-m", "opid_gym", *(["--data-root", data_root] if data_root else []), "run",
            "--learner", learner, "--env", env, "--preset", "smoke", "--no-progress", "--out", str(folder), *extra]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=None)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     row = {"learner": learner, "rc": proc.returncode, "seconds": time.perf_counter() - start}
     metrics = folder / "metrics.jsonl"
     records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.is_file() else []

@@ -37,11 +37,7 @@ class CountingPool:
     def close(self) -> None:
         self.pool.close()
 
-    @property
-    def in_process(self) -> bool:
-        return self.pool.in_process
-
-    def __getattr__(self, name: str) -> Any:  # what else a caller asks
+    def __getattr__(self, name: str) -> Any:  # what else the rollout asks (``in_process``)
         return getattr(self.pool, name)
 
 

@@ -181,6 +181,12 @@ def test_a_task_resets_to_the_same_episode_whatever_ran_before_and_in_any_jvm(
     try:
         obs, info_other = other.reset(options={"task_index": other.task_ids().index(f"{MELTING}/205")})
         assert os.environ["JAVA_TOOL_OPTIONS"] == "-XX:+UseSerialGC"
+        from environments.sciworld.env import JVM_OPTIONS
+
+        jvm_env = Path(f"/proc/{other._engine._gateway.java_process.pid}/environ")
+        if jvm_env.exists():  # Linux: the JVM started with the user's options and then ours
+            started = dict(v.split("=", 1) for v in jvm_env.read_text().split("\0") if "=" in v)
+            assert started["JAVA_TOOL_OPTIONS"] == f"-XX:+UseSerialGC {JVM_OPTIONS}"
         assert obs == first and info_other["expert_plan"] == info["expert_plan"]
     finally:
         other.close()

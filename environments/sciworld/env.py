@@ -86,6 +86,11 @@ def _start_engine(env_step_limit: int, jvm_options: str = JVM_OPTIONS) -> Any:
             os.environ["JAVA_TOOL_OPTIONS"] = before
 
 
+def _jvm_process(engine: Any) -> Any:
+    """The engine's JVM (a ``subprocess.Popen``), or None where py4j did not start one."""
+    return getattr(getattr(engine, "_gateway", None), "java_process", None)
+
+
 def java_available() -> bool:
     """Whether `scienceworld` is installed and a Java runtime can be found."""
     import importlib.util
@@ -250,7 +255,7 @@ class SciWorldEnv(TextEnv):
         engine, self._engine = self._engine, None
         if engine is None:
             return
-        proc = getattr(getattr(engine, "_gateway", None), "java_process", None)
+        proc = _jvm_process(engine)
         try:
             engine.close()
         except Exception:  # the gateway may already be gone; the process is ended below
@@ -264,7 +269,7 @@ class SciWorldEnv(TextEnv):
                 proc.wait()
 
     def _engine_alive(self) -> bool:
-        proc = getattr(getattr(self._engine, "_gateway", None), "java_process", None)
+        proc = _jvm_process(self._engine)
         return proc is None or proc.poll() is None
 
     def _admissible(self) -> list[str]:
