@@ -22,6 +22,8 @@ SEARCHQA_DATASETS = ("nq", "triviaqa", "popqa", "hotpotqa", "2wiki", "musique", 
 ENVS: list[tuple[str, str, dict, str]] = [
     ("alfworld-train", ALFWORLD, {"split": "train"}, "ALFWorld training games (3553 upstream)"),
     ("alfworld-valid-train", ALFWORLD, {"split": "valid_train"}, "ALFWorld valid_train games (200 upstream)"),
+    ("alfworld-train-all", ALFWORLD, {"split": "train+valid_train"},
+     "ALFWorld train and valid_train games together: the training scenes (3553 + 200 upstream)"),
     ("alfworld-seen", ALFWORLD, {"split": "valid_seen"}, "ALFWorld eval_in_distribution (valid_seen, 140 games)"),
     ("alfworld-unseen", ALFWORLD, {"split": "valid_unseen"}, "ALFWorld eval_out_of_distribution (valid_unseen, 134 games)"),
     ("webshop-train", WEBSHOP, {"split": "train"}, "WebShop training goals (1000-product catalogue)"),
@@ -70,9 +72,10 @@ BENCHMARKS: list[Benchmark] = [
     Benchmark("alfworld-seen-50", "opid/alfworld-seen", max_steps=50, history_length=2,
               description="ALFWorld seen split, 50 steps, history 2 (SDAR/GiGPO protocol)", **_ALF),
     Benchmark("alfworld-unseen-short", "opid/alfworld-unseen", max_steps=6, history_length=1,
-              max_new_tokens=64, env_kwargs={"max_plan_length": 4}, train_env_kwargs={"max_plan_length": 4},
+              max_new_tokens=64, env_kwargs={"max_plan_length": 4}, train_env_kwargs={"max_plan_length": 6},
               description="ALFWorld unseen games whose expert plan has <= 4 actions (34), 6 steps, history 1; "
-                          "trains on the same kind of training games (the CPU demo's protocol)", **_ALF),
+                          "trains on the games of the training scenes (train + valid_train) whose plan fits "
+                          "the 6 steps (the CPU demo's protocol)", **{**_ALF, "train_env_id": "opid/alfworld-train-all"}),
     Benchmark("webshop", "opid/webshop-eval", "opid/webshop-train", max_steps=15, history_length=2,
               description="WebShop 1000-product shop, the reference's 500 test goals, each once, 15 steps", **_SHOP),
     Benchmark("webshop-values", "opid/webshop-eval", "opid/webshop-train", max_steps=15, history_length=2,

@@ -31,18 +31,19 @@ DEMO_BENCHMARK = "alfworld-unseen-short"
 COMMON: dict[str, Any] = {
     # the embedded model on torch's default threads (one per core); 20 fixed unseen games,
     # evaluated only at the end of each stage
-    "model.name": "smollm2-135m",
+    "model.name": "smollm2-135m", "model.autocast": "bfloat16",
     "rollout.max_new_tokens": 64, "rollout.max_prompt_tokens": 1024,
     "eval.limit": 20, "eval.every": 0, "checkpoint.every": 1000, "log.tensorboard": False,
 }
 SFT_SETTINGS: dict[str, Any] = {
-    # every short training game once, the expert's steps, 2 epochs in mini-batches of 4
-    "steps": 1, "rollout.tasks_per_step": 10, "rollout.group_size": 1,
-    "optim.lr": 1e-4, "optim.epochs": 2, "optim.mini_batch_size": 4, "optim.micro_batch_size": 4,
+    # 40 of the 64 games of the training scenes whose plan fits the 6 steps (a seeded draw),
+    # the expert's steps, one epoch in mini-batches of 4
+    "steps": 1, "rollout.tasks_per_step": 40, "rollout.group_size": 1,
+    "optim.lr": 1e-4, "optim.epochs": 1, "optim.mini_batch_size": 4, "optim.micro_batch_size": 4,
 }
 RL_SETTINGS: dict[str, Any] = {
     # G = 4 members per task; the sampler's log-probs serve as π_old (same model)
-    "steps": 4, "rollout.tasks_per_step": 1, "rollout.group_size": 4, "rollout.old_logp": "sampler",
+    "steps": 3, "rollout.tasks_per_step": 1, "rollout.group_size": 4, "rollout.old_logp": "sampler",
     "optim.lr": 1e-5, "optim.mini_batch_size": 64, "optim.micro_batch_size": 4,
 }
 

@@ -31,6 +31,23 @@ def test_split_sizes_and_task_type_counts(alfworld_data: Path) -> None:
     assert [g.task_id for g in unseen] == sorted(g.task_id for g in unseen)
 
 
+def test_joined_splits_list_each_split_in_order_and_the_demo_trains_on_them(alfworld_data: Path) -> None:
+    train, valid_train = list_games("train", alfworld_data), list_games("valid_train", alfworld_data)
+    joined = list_games("train+valid_train", alfworld_data)
+    assert [g.task_id for g in joined] == [g.task_id for g in train + valid_train]
+    env = opid_gym.make("opid/alfworld-train-all", data_root=str(alfworld_data), max_plan_length=4)
+    try:  # the demo's warm start: every short game of the training scenes, none of an eval split
+        ids = env.unwrapped.task_ids()
+        assert len(ids) == sum(g.plan_length <= 4 for g in joined) > sum(g.plan_length <= 4 for g in train)
+        assert all(i.split("/")[0] in ("train", "valid_train") for i in ids)
+    finally:
+        env.close()
+    assert opid_gym.BENCHMARKS.get("alfworld-unseen-short").train_env_id == "opid/alfworld-train-all"
+    for bad in ("train+train", "train+nosuch"):
+        with pytest.raises(ValueError, match="split"):
+            list_games(bad, alfworld_data)
+
+
 def test_missing_data_root_names_the_download_and_the_setting(tmp_path: Path) -> None:
     with pytest.raises(DataNotFoundError) as err:
         opid_gym.make("alfworld-unseen", data_root=str(tmp_path / "nowhere"))

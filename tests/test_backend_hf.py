@@ -346,6 +346,25 @@ def test_bf16_autocast_stays_close_to_fp32(policy, cache_dir):
         assert a != pytest.approx(b, abs=1e-6)  # autocast did change the arithmetic
 
 
+def test_on_a_cpu_autocast_covers_the_prompt_and_the_decode_steps_run_in_float32(policy, cache_dir):
+    import torch
+
+    bf16 = HFPolicy.from_pretrained("tiny", HFOptions(device="cpu", cache_dir=cache_dir, autocast="bfloat16"))
+    prompts, _ = _pairs(bf16)
+    seen: list[tuple[int, torch.dtype]] = []  # (positions in the call, dtype of the LM head's output)
+    head = bf16.model.get_output_embeddings()
+    handle = head.register_forward_hook(lambda mod, inp, out: seen.append((inp[0].shape[1], out.dtype)))
+    try:
+        gens = bf16.generate_ids(prompts, SamplingParams(temperature=1.0, max_new_tokens=6), seeds=[1, 2, 3])
+    finally:
+        handle.remove()
+    assert seen[0][1] == torch.bfloat16  # the prompt's forward: under autocast
+    steps = seen[1:]
+    assert steps and all(n == 1 and dtype == torch.float32 for n, dtype in steps)  # one token each, float32
+    for p, g in zip(prompts, gens):  # the sampled tokens' log-probs are still the model's (bf16 prompt)
+        assert g.logprobs == pytest.approx(_reference_logprobs(policy, p, g.token_ids), abs=0.1)
+
+
 def test_rows_that_finish_early_leave_the_batch_without_disturbing_the_rest(cache_dir):
     other = HFPolicy.from_pretrained("tiny", HFOptions(device="cpu", cache_dir=cache_dir))
     prompts, _ = _pairs(other)

@@ -49,7 +49,8 @@ class ALFWorldEnv(TextEnv):
     """ALFWorld text games.
 
     Args:
-        split: ``train``, ``valid_seen``, ``valid_unseen`` or ``valid_train``.
+        split: ``train``, ``valid_seen``, ``valid_unseen`` or ``valid_train``, or several
+            joined with ``+`` (``train+valid_train``: every game of the training scenes).
         data_root: the data root (see :mod:`opid_gym.data`).
         max_steps: step limit (30 in the OPID protocol, 50 in the SDAR/GiGPO one).
         task_types: keep only these short task types (``pick``, ``look``, ...).

@@ -58,8 +58,15 @@ def game_files(split_dir: Path) -> list[Path]:
 
 
 def list_games(split: str, data_root: str | Path | None = None) -> list[Game]:
+    """The solvable games of ``split``; ``"train+valid_train"`` joins splits (each in its own
+    sorted order, in the order named; task ids keep their split as prefix)."""
+    parts = split.split("+")
+    if len(parts) > 1:
+        if len(set(parts)) != len(parts):
+            raise ValueError(f"ALFWorld split {split!r} names a split twice")
+        return [g for part in parts for g in list_games(part, data_root)]
     if split not in SPLITS:
-        raise ValueError(f"unknown ALFWorld split {split!r}; known: {', '.join(SPLITS)}")
+        raise ValueError(f"unknown ALFWorld split {split!r}; known: {', '.join(SPLITS)} (or joined with '+')")
     split_dir = alfworld_root(data_root) / "json_2.1.1" / split
     if not split_dir.is_dir():
         raise DataNotFoundError(missing_data_message(f"ALFWorld ({split})", split_dir, DOWNLOAD_HINT))
