@@ -312,12 +312,12 @@ class HFPolicy:
     def _decode_step_autocast(self):
         """The autocast of one-token decode steps: the prompt's, except on a CPU.
 
-        On a CPU a one-token-per-row step is memory-bound, and reduced-precision matmuls of
-        so few rows are slower than float32 ones (SmolLM2-135M, 16 rows, this project's
-        2-core CPU: 0.23 s a step under bf16 autocast, 0.14 s in float32), while a prompt's
-        forward is 2.4x faster under bf16. So on a CPU the prompt runs under autocast and the
+        On a CPU, reduced-precision matmuls of one token per row are slower than float32 ones
+        (SmolLM2-135M, 16 rows, this project's 2-core CPU: a bf16-autocast step takes 1.5x a
+        float32 one), while a prompt's forward is faster under bf16 (1.6x; measured by
+        ``benchmarks/cpu_autocast.py``). So on a CPU the prompt runs under autocast and the
         steps after it in the weights' dtype (the bf16 KV cache of the prompt is promoted as
-        the steps append to it). ``benchmarks/cpu_autocast.py`` measures both.
+        the steps append to it).
         """
         return contextlib.nullcontext() if self.device.type == "cpu" else self._autocast()
 
