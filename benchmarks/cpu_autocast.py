@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import statistics
 import sys
 import time
@@ -38,13 +37,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from agents.models import load_model_and_tokenizer
+    from agents.hf import HFOptions, HFPolicy, _out_cache
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, _, _ = load_model_and_tokenizer(args.model, dtype="float32")
+    policy = HFPolicy.from_pretrained(args.model, HFOptions(device="cpu", dtype="float32"))
+    model, cache_kw = policy.model, policy._cache_kw  # the KV-cache argument as the backend names it
     vocab = model.config.vocab_size
-    cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     gen = torch.Generator().manual_seed(0)
     prompts = torch.randint(0, vocab, (args.rows, args.prompt_len), generator=gen)
     batch = torch.randint(0, vocab, (4, args.prompt_len + 24), generator=gen)
@@ -62,12 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         with torch.inference_mode():
             with torch.autocast("cpu", dtype=torch.bfloat16):  # the prompt as the demo runs it
                 out = model(input_ids=prompts, use_cache=True)
-            cache = out.past_key_values
+            cache = _out_cache(out)
             with ctx(mode):
                 t = time.perf_counter()
                 for _ in range(args.decode_steps):
                     out = model(input_ids=prompts[:, :1], use_cache=True, **{cache_kw: cache})
-                    cache = out.past_key_values
+                    cache = _out_cache(out)
                 return (time.perf_counter() - t) / args.decode_steps
 
     def train_step(mode: str) -> float:

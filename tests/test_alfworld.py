@@ -35,14 +35,16 @@ def test_joined_splits_list_each_split_in_order_and_the_demo_trains_on_them(alfw
     train, valid_train = list_games("train", alfworld_data), list_games("valid_train", alfworld_data)
     joined = list_games("train+valid_train", alfworld_data)
     assert [g.task_id for g in joined] == [g.task_id for g in train + valid_train]
-    env = opid_gym.make("opid/alfworld-train-all", data_root=str(alfworld_data), max_plan_length=4)
-    try:  # the demo's warm start: every short game of the training scenes, none of an eval split
-        ids = env.unwrapped.task_ids()
-        assert len(ids) == sum(g.plan_length <= 4 for g in joined) > sum(g.plan_length <= 4 for g in train)
-        assert all(i.split("/")[0] in ("train", "valid_train") for i in ids)
+    bench = opid_gym.BENCHMARKS.get("alfworld-unseen-short")
+    assert bench.train_env_id == "opid/alfworld-train-all"
+    env = opid_gym.make(bench.train_env_id, data_root=str(alfworld_data), **bench.train_env_kwargs)
+    try:  # the demo's warm start: the training scenes' games whose plan fits the step limit, no eval split
+        games = env.unwrapped.games
+        assert [g.task_id for g in games] == [g.task_id for g in joined if g.plan_length <= bench.max_steps]
+        assert len(games) > sum(g.plan_length <= bench.max_steps for g in train)
+        assert {g.task_id.split("/")[0] for g in games} == {"train", "valid_train"}
     finally:
         env.close()
-    assert opid_gym.BENCHMARKS.get("alfworld-unseen-short").train_env_id == "opid/alfworld-train-all"
     for bad in ("train+train", "train+nosuch"):
         with pytest.raises(ValueError, match="split"):
             list_games(bad, alfworld_data)
