@@ -23,6 +23,10 @@ GEN_TOL = 1e-4
 """Sampler log-probs come from the incremental (KV-cache) forward, scores from one full
 forward: the same math summed in another order, equal to ~1e-5 in float32, so a looser
 bound for that comparison."""
+LORA_GEN_TOL = 2e-3
+"""The same comparison after an SGD step of lr 1 on the adapters, whose larger logits carry
+larger float32 errors: 1e-6 on this project's CPU, 3.5e-4 on a CI machine with another CPU.
+The adapters move these log-probs by ~1 to 3, so the bound still tells with from without."""
 
 
 @pytest.fixture(scope="module")
@@ -300,9 +304,13 @@ def test_lora_trains_only_adapters_and_round_trips(cache_dir, tmp_path):
         assert a == pytest.approx(b, abs=TOL)
     merged = pol.export_state_dict()
     assert not any("lora_" in k for k in merged)
+    base = HFPolicy.from_pretrained("tiny", HFOptions(device="cpu", cache_dir=cache_dir))
     gen = again.generate_ids(prompts[:2], SamplingParams(temperature=1.0, max_new_tokens=5), seeds=[1, 2])
     for g in gen:  # sampling runs through the adapters too
-        assert g.logprobs == pytest.approx(again.score([g.prompt_token_ids], [g.token_ids])[0], abs=GEN_TOL)
+        scored = again.score([g.prompt_token_ids], [g.token_ids])[0]
+        without = base.score([g.prompt_token_ids], [g.token_ids])[0]
+        assert g.logprobs == pytest.approx(scored, abs=LORA_GEN_TOL)
+        assert max(abs(a - b) for a, b in zip(without, scored)) > 100 * LORA_GEN_TOL
 
 
 def test_model_agent_replies_with_tokens_and_seeds(policy):
