@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import inspect
 import json
 import os
@@ -78,7 +79,7 @@ class HFOptions:
     device: str = "auto"
     dtype: str | None = None
     autocast: str | None = None
-    max_batch_size: int = 16
+    max_batch_size: int = 32
     score_batch_size: int = 8
     gradient_checkpointing: bool = False
     lora: LoraSettings | None = None
@@ -465,9 +466,11 @@ class HFPolicy:
         self.model.eval()
         try:
             with torch.inference_mode(), contextlib.ExitStack() as scope:
+                reserved = _reserved_cache(self.model, params.max_new_tokens)
+                start = {self._cache_kw: reserved} if reserved is not None else {}
                 with self._autocast():  # the prompt
                     out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=position_ids,
-                                     use_cache=True, **kwargs)
+                                     use_cache=True, **start, **kwargs)
                 scope.enter_context(self._decode_step_autocast())  # the steps after it
                 cache = _out_cache(out)
                 for _ in range(params.max_new_tokens):
@@ -562,6 +565,101 @@ def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
 def _out_cache(out: Any) -> Any:
     cache = getattr(out, "cache", None)
     return cache if cache is not None else out.past_key_values
+
+
+@functools.lru_cache(maxsize=1)
+def _reserved_layer_class() -> type | None:
+    """A transformers ``DynamicLayer`` that writes new keys/values into reserved room.
+
+    transformers' ``DynamicLayer`` appends each decode step's key/value with ``torch.cat``,
+    copying the whole cache every step; on a CPU those copies are ~15% of a decode step
+    (SmolLM2-135M, 20 rows, ~450-token prompts; ``benchmarks/decode_cache.py``). This layer
+    keeps its states in buffers with ``reserve`` free positions after the prompt and writes
+    each step in place; attention reads a view of the filled part, so the math is the same.
+    A step of another dtype (a float32 step after a bf16-autocast prompt) promotes the
+    buffers once, as ``torch.cat`` would. None when transformers has no such layer API.
+    """
+    try:
+        import torch
+        from transformers.cache_utils import DynamicLayer
+    except ImportError:
+        return None
+
+    class ReservedLayer(DynamicLayer):
+        def __init__(self, reserve: int) -> None:
+            super().__init__()
+            self.reserve = max(1, int(reserve))
+            self._k: torch.Tensor | None = None  # [B, H, capacity, D]
+            self._v: torch.Tensor | None = None
+            self._n = 0  # filled positions
+
+        def _view(self) -> None:
+            assert self._k is not None and self._v is not None
+            self.keys, self.values = self._k[..., :self._n, :], self._v[..., :self._n, :]
+
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+                   **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            t = key_states.shape[-2]
+            k, v = self._k, self._v
+            dtype = key_states.dtype if k is None else torch.promote_types(k.dtype, key_states.dtype)
+            if k is None or v is None or self._n + t > k.shape[-2] or k.dtype != dtype:
+                cap = self._n + t + self.reserve
+                shape = (*key_states.shape[:-2], cap, key_states.shape[-1])
+                self._k = key_states.new_empty(shape, dtype=dtype)
+                self._v = value_states.new_empty((*shape[:-1], value_states.shape[-1]), dtype=dtype)
+                if k is not None and v is not None and self._n:
+                    self._k[..., :self._n, :] = k[..., :self._n, :]
+                    self._v[..., :self._n, :] = v[..., :self._n, :]
+            assert self._k is not None and self._v is not None
+            self._k[..., self._n:self._n + t, :] = key_states
+            self._v[..., self._n:self._n + t, :] = value_states
+            self._n += t
+            self._view()
+            return self.keys, self.values
+
+        def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+            if self._k is not None and self._v is not None and self._n:
+                self._k = self._k.index_select(0, beam_idx.to(self._k.device))
+                self._v = self._v.index_select(0, beam_idx.to(self._v.device))
+                self._view()
+
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            if self._k is not None and self._v is not None and self._n:
+                self._k, self._v = self._k[indices, ...], self._v[indices, ...]
+                self._view()
+
+        def crop(self, tokens_to_remove: int) -> None:
+            super().crop(tokens_to_remove)
+            if self._k is not None and self.is_initialized:
+                self._n = self.keys.shape[-2]
+
+        def reset(self) -> None:
+            self._k = self._v = None
+            self._n = 0
+            super().reset()
+
+    return ReservedLayer
+
+
+def _reserved_cache(model: Any, reserve: int) -> Any:
+    """A ``DynamicCache`` for ``model`` whose full-attention layers write in place
+    (:func:`_reserved_layer_class`); None (the model's own cache) where that cannot be built."""
+    layer_class = _reserved_layer_class()
+    if layer_class is None:
+        return None
+    try:
+        from transformers.cache_utils import DynamicCache, DynamicLayer
+
+        cache = DynamicCache(config=model.config)
+    except (ImportError, TypeError, ValueError, AttributeError):
+        return None
+    layers = getattr(cache, "layers", None)
+    if not layers or any(type(layer) is not DynamicLayer for layer in layers):
+        return None  # sliding-window or other layer kinds: keep transformers' own
+    cache.layers = [layer_class(reserve) for _ in layers]
+    return cache
 
 
 def _base_forward(model: Any):

@@ -165,6 +165,26 @@ def test_generation_reproducible_under_seed_and_independent_of_batch(policy):
     assert other.token_ids != a[1].token_ids  # 10 tokens from ~900: a collision is ~impossible
 
 
+def test_decode_writes_the_kv_cache_in_place_and_samples_what_transformers_own_cache_samples(policy, monkeypatch):
+    import agents.hf as hf
+
+    prompts = [p for p, _ in zip(*_pairs(policy))] * 2
+    seeds = [3, 4, 5, 6, 7, 8]
+    sp = SamplingParams(temperature=1.0, max_new_tokens=12)
+    cache = hf._reserved_cache(policy.model, 12)
+    assert cache is not None and all(type(layer).__name__ == "ReservedLayer" for layer in cache.layers)
+    first = policy.generate_ids(prompts, sp, seeds=seeds)
+    # two of the sampled tokens become end tokens, so rows leave the batch (and the cache) early
+    monkeypatch.setattr(policy, "eos_ids", policy.eos_ids | {first[0].token_ids[2], first[3].token_ids[6]})
+    in_place = policy.generate_ids(prompts, sp, seeds=seeds)
+    monkeypatch.setattr(hf, "_reserved_cache", lambda model, reserve: None)  # transformers' own cache
+    grown = policy.generate_ids(prompts, sp, seeds=seeds)
+    assert [g.token_ids for g in in_place] == [g.token_ids for g in grown]
+    for a, b in zip(in_place, grown):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
+    assert len({len(g.token_ids) for g in in_place}) > 1  # rows ended early: the in-place cache dropped rows
+
+
 def test_sampled_logprobs_are_untempered_model_logprobs(policy):
     msgs = [[{"role": "user", "content": "go to desk 1"}], [{"role": "user", "content": "look"}]]
     gens = policy.generate(msgs, SamplingParams(temperature=0.7, top_p=0.9, max_new_tokens=8), seeds=[1, 2])
