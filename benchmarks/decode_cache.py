@@ -29,6 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from opid_gym.demo import DEMO_BENCHMARK  # noqa: E402
+
 
 def eval_prompts(data_root: str | None, limit: int) -> list[list[dict[str, str]]]:
     """The first-step prompts of ``limit`` episodes of the demo's evaluation (the expert plays them)."""
@@ -37,7 +39,7 @@ def eval_prompts(data_root: str | None, limit: int) -> list[list[dict[str, str]]
     from opid_gym.evaluate import evaluate
     import opid_gym
 
-    bench = opid_gym.BENCHMARKS.get(DEMO)
+    bench = opid_gym.BENCHMARKS.get(DEMO_BENCHMARK)
     _, trajs = evaluate(bench, make_agent("expert"), env_kwargs=data_kwargs(bench.env_id, data_root), limit=limit)
     return [list(t.steps[0].prompt) for t in trajs]
 
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     same = tokens["grown, batch 32"] == tokens["in place, batch 32"]
     lengths = sorted(len(p) for p in prompts)
     print(f"{args.model}, {torch.get_num_threads()} threads, bf16 autocast; {len(prompts)} first-step prompts of "
-          f"{DEMO} ({lengths[0]}-{lengths[-1]} tokens), up to {args.new_tokens} new tokens; "
+          f"{DEMO_BENCHMARK} ({lengths[0]}-{lengths[-1]} tokens), up to {args.new_tokens} new tokens; "
           f"median of {len(times[modes[0]])} rounds after a warm-up")
     print(f"{'generation':<22}{'seconds':>9}{'tokens':>8}{'vs grown, batch 16':>20}")
     base = statistics.median(times[modes[0]])
@@ -94,8 +96,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"in place and grown (batch 32) sampled the same tokens: {same}")
     return 0 if same else 1
 
-
-DEMO = "alfworld-unseen-short"
 
 if __name__ == "__main__":
     raise SystemExit(main())
