@@ -10,7 +10,7 @@ import torch
 from opid_gym.config import OptimConfig
 from opid_gym.rollout import RolloutStats
 from opid_gym.train import TaskSampler, rollout_metrics
-from opid_gym.trainer import clip_and_step, lr_at, minibatch_rows, ppo_epochs
+from opid_gym.trainer import adamw, clip_and_step, fused_adamw_ok, lr_at, minibatch_rows, ppo_epochs
 from opid_gym.types import Step, Trajectory
 
 
@@ -54,6 +54,34 @@ def test_rollout_metrics():
     assert m["rollout/episode_length"] == pytest.approx(6 / 3)
     assert m["rollout/invalid_rate"] == pytest.approx(1 / 6)
     assert (m["rollout/env_steps"], m["rollout/tokens_generated"], m["rollout/errors"]) == (6.0, 60.0, 1.0)
+
+
+def test_trainers_take_the_fused_adamw_where_it_applies_and_it_updates_as_the_plain_one():
+    torch.manual_seed(0)
+    cfg = OptimConfig(lr=1e-2, weight_decay=0.1)
+    start = [torch.randn(7, 5), torch.randn(5)]
+    fused = [torch.nn.Parameter(t.clone()) for t in start]
+    plain = [torch.nn.Parameter(t.clone()) for t in start]
+    opt = adamw(fused, cfg)
+    assert opt.defaults["fused"] is True
+    ref = torch.optim.AdamW(plain, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                            weight_decay=cfg.weight_decay, foreach=False)
+    for _ in range(5):
+        grads = [torch.randn_like(t) for t in start]
+        for ps, o in ((fused, opt), (plain, ref)):
+            for p, g in zip(ps, grads):
+                p.grad = g.clone()
+            o.step()
+    for a, b, s in zip(fused, plain, start):
+        assert not torch.equal(a.detach(), s)  # it moved
+        assert torch.allclose(a.detach(), b.detach(), atol=1e-6, rtol=1e-5)
+    # integer tensors, no parameters or several devices: the default implementation
+    assert not fused_adamw_ok([])
+    assert not fused_adamw_ok([torch.zeros(2, dtype=torch.int64)])
+    assert adamw([torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))], cfg).defaults["fused"] is True
+    meta = [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(3, device="meta"))]
+    assert not fused_adamw_ok(meta)
+    assert adamw(meta, cfg).defaults["fused"] is None
 
 
 def test_clip_and_step_clips_to_the_norm_and_skips_non_finite_gradients():
