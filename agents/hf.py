@@ -71,6 +71,8 @@ class HFOptions:
             :meth:`HFPolicy.score` (fewer where lengths differ: :func:`length_buckets`).
         gradient_checkpointing: trade compute for activation memory in training.
         lora: LoRA adapter settings, or None for full fine-tuning.
+        train_top_layers: train only the top N decoder blocks and the final norm
+            (:func:`freeze_below_top`), or None for every weight.
         cache_dir: where built-in models are built/converted (default ``$OPID_GYM_CACHE``).
         threads: torch CPU threads for this process (``torch.set_num_threads``; None: torch's
             default). On a CPU shared with other jobs 1 thread can be several times faster.
@@ -83,6 +85,7 @@ class HFOptions:
     score_batch_size: int = 8
     gradient_checkpointing: bool = False
     lora: LoraSettings | None = None
+    train_top_layers: int | None = None
     cache_dir: str | None = None
     threads: int | None = None
 
@@ -214,6 +217,10 @@ class HFPolicy:
         self.tokenizer = tokenizer
         if options.lora is not None and not _is_peft(model):
             model = _add_lora(model, options.lora)
+        if options.train_top_layers is not None:
+            if options.lora is not None:
+                raise ModelError("train_top_layers and LoRA adapters do not combine: choose one")
+            freeze_below_top(model, options.train_top_layers)
         if options.gradient_checkpointing:
             model.gradient_checkpointing_enable()
             model.config.use_cache = False
@@ -290,7 +297,8 @@ class HFPolicy:
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
-        ref = HFPolicy(model, self.tokenizer, _replace(self.options, gradient_checkpointing=False),
+        options = _replace(self.options, gradient_checkpointing=False, train_top_layers=None)
+        ref = HFPolicy(model, self.tokenizer, options,
                        name=self.name + "@ref", source=self.source)
         return ref
 
@@ -670,6 +678,39 @@ def _base_forward(model: Any):
 
 def _is_peft(model: Any) -> bool:
     return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
+
+
+def decoder_blocks(model: Any) -> Any:
+    """The model's stack of decoder blocks (an ``nn.ModuleList``: ``layers`` in Llama-,
+    Qwen- and Mistral-like models, ``h`` in GPT-2-like ones)."""
+    import torch
+
+    base = getattr(model, "base_model", model)
+    for name in ("layers", "h", "blocks"):
+        blocks = getattr(base, name, None)
+        if isinstance(blocks, torch.nn.ModuleList) and len(blocks):
+            return blocks
+    raise ModelError(f"{type(model).__name__}: no stack of decoder blocks found (looked for layers, h, blocks)")
+
+
+def freeze_below_top(model: Any, top: int) -> None:
+    """Leave only the top ``top`` decoder blocks and the final norm trainable.
+
+    Everything else (embeddings, a head tied to them or not, the lower blocks) gets
+    ``requires_grad = False``, so autograd's backward stops at the lowest trained block:
+    on SmolLM2-135M (30 blocks) training the top 15 takes about half the time of a full
+    forward + backward on this project's CPU (``python benchmarks/micro_batches.py``).
+    """
+    blocks = decoder_blocks(model)
+    if not 1 <= top <= len(blocks):
+        raise ModelError(f"train_top_layers={top}, but the model has {len(blocks)} decoder blocks")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    base = getattr(model, "base_model", model)
+    for module in [*blocks[len(blocks) - top:], getattr(base, "norm", None) or getattr(base, "ln_f", None)]:
+        if module is not None:
+            for p in module.parameters():
+                p.requires_grad_(True)
 
 
 def _add_lora(model: Any, lora: LoraSettings) -> Any:

@@ -14,5 +14,6 @@ from agents.hf import HFOptions, HFPolicy
 def make_hf_policy(model: Any) -> HFPolicy:
     """An :class:`~agents.hf.HFPolicy` for a :class:`~opid_gym.config.ModelConfig`."""
     options = HFOptions(device=model.device, dtype=model.dtype, autocast=model.autocast,
-                        gradient_checkpointing=model.gradient_checkpointing)
+                        gradient_checkpointing=model.gradient_checkpointing,
+                        train_top_layers=model.train_top_layers)
     return HFPolicy.from_pretrained(model.name, options)

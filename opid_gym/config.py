@@ -60,6 +60,9 @@ class ModelConfig:
         device: ``auto`` (a GPU when there is one), ``cpu``, ``cuda``, ``cuda:1``.
         autocast: run forwards under autocast with this dtype (``bfloat16``), or unset.
         gradient_checkpointing: trade compute for activation memory.
+        train_top_layers: train only the top N decoder blocks and the final norm; the
+            embeddings (and a head tied to them) and the blocks below stay frozen, and the
+            backward stops at the lowest trained block (unset: every weight trains).
         cpu_threads: torch's CPU threads (unset: torch's default, one per core). Part of
             the config because the thread count can change float summation order; one
             thread is much faster than two on a busy shared machine.
@@ -85,6 +88,7 @@ class ModelConfig:
     device: str = "auto"
     autocast: str | None = None
     gradient_checkpointing: bool = False
+    train_top_layers: int | None = None
     cpu_threads: int | None = None
     rollout_engine: str = "trainer"
     engine_memory: float = 0.4
@@ -108,6 +112,8 @@ class ModelConfig:
         _check(self.autocast in (None, "bfloat16", "float16"),
                f"model.autocast must be bfloat16|float16|null, got {self.autocast!r}")
         _check(self.cpu_threads is None or self.cpu_threads >= 1, "model.cpu_threads must be >= 1 or null")
+        _check(self.train_top_layers is None or self.train_top_layers >= 1,
+               "model.train_top_layers must be >= 1 or null")
         _check(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None,
                f"model.device must be auto, cpu, mps, cuda or cuda:N, got {self.device!r}")
 

@@ -30,20 +30,22 @@ DEMO_BENCHMARK = "alfworld-unseen-short"
 
 COMMON: dict[str, Any] = {
     # the embedded model on torch's default threads (one per core); 20 fixed unseen games,
-    # evaluated only at the end of each stage
-    "model.name": "smollm2-135m", "model.autocast": "bfloat16",
+    # evaluated only at the end of each stage; two environment worker processes (game
+    # resets run beside each other and beside the model)
+    "model.name": "smollm2-135m", "model.autocast": "bfloat16", "env.workers": 2,
     "rollout.max_new_tokens": 64, "rollout.max_prompt_tokens": 1024,
     "eval.limit": 20, "eval.every": 0, "checkpoint.every": 1000, "log.tensorboard": False,
 }
 SFT_SETTINGS: dict[str, Any] = {
     # 40 of the 64 games of the training scenes whose plan fits the 6 steps (a seeded draw),
-    # the expert's steps, one epoch in mini-batches of 4
-    "steps": 1, "rollout.tasks_per_step": 40, "rollout.group_size": 1,
-    "optim.lr": 1e-4, "optim.epochs": 1, "optim.mini_batch_size": 4, "optim.micro_batch_size": 4,
+    # the expert's steps, one epoch in mini-batches of 4 (two micro-batches of 2, rows of
+    # like length together); the top 15 of the 30 blocks train
+    "steps": 1, "rollout.tasks_per_step": 40, "rollout.group_size": 1, "model.train_top_layers": 15,
+    "optim.lr": 1e-4, "optim.epochs": 1, "optim.mini_batch_size": 4, "optim.micro_batch_size": 2,
 }
 RL_SETTINGS: dict[str, Any] = {
     # G = 4 members per task; the sampler's log-probs serve as π_old (same model)
-    "steps": 3, "rollout.tasks_per_step": 1, "rollout.group_size": 4, "rollout.old_logp": "sampler",
+    "steps": 2, "rollout.tasks_per_step": 1, "rollout.group_size": 4, "rollout.old_logp": "sampler",
     "optim.lr": 1e-5, "optim.mini_batch_size": 64, "optim.micro_batch_size": 4,
 }
 

@@ -43,7 +43,7 @@ from opid_gym import distributed
 from opid_gym.backend import TrainablePolicy
 from opid_gym.config import OptimConfig
 from opid_gym.learner import Learner, StepBatch
-from opid_gym.trainer import adamw, clip_and_step, micro_batch_loss, ppo_epochs, token_strings
+from opid_gym.trainer import adamw, by_length, clip_and_step, micro_batch_loss, ppo_epochs, token_strings
 from opid_gym.types import Message
 
 
@@ -211,7 +211,7 @@ class ShardedTrainer:
                    step: int) -> dict[str, float]:
         self.optimizer.zero_grad(set_to_none=True)
         num_tokens = float(batch.mask[rows].sum())  # the whole mini-batch's: every rank holds the batch
-        mine = rows[self.rank::self.world]
+        mine = by_length(batch, rows[self.rank::self.world])
         size = self.cfg.micro_batch_size
         sums: dict[str, float] = {}
         for k in range(self._rounds(len(rows))):

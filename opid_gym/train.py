@@ -43,11 +43,11 @@ import numpy as np
 
 from opid_gym import persistence
 from opid_gym.agent import derive_seed
-from opid_gym.backend import Closeable, Generation, Generator, Releasable, SamplingParams, WeightSync
+from opid_gym.backend import Closeable, Generation, Generator, Releasable, SamplingParams
 from opid_gym.config import RunConfig, config_to_dict
 from opid_gym.learner import Learner, RunInfo, StepBatch, StepContext, build_step_batch
 from opid_gym.parts import (  # noqa: F401  (re-exported: the builders' historical home)
-    TaskSampler, build_parts, make_env_pool, make_policy, make_rollout_engine, make_trainer, run_benchmark,
+    RunParts, TaskSampler, build_parts, make_env_pool, make_policy, make_rollout_engine, make_trainer, run_benchmark,
     training_subset,
 )
 from opid_gym.persistence import LoopState, rng_state, seed_everything, set_rng_state  # noqa: F401
@@ -226,7 +226,7 @@ class Run:
         self.timer = PhaseTimer()
         self.state = LoopState()
         self._step_logs: dict[str, float] = {}
-        self.sync_target: WeightSync | None = None  # set by _setup
+        self._parts: RunParts | None = None  # built by _setup
         self._prefetch: ResetPrefetch | None = None
         from opid_gym.distributed import current
 
@@ -242,43 +242,35 @@ class Run:
             from opid_gym.ray_pool import _import_ray
 
             _import_ray()
-        parts = build_parts(cfg, self.paths.root)
-        self.parts = parts
-        self.bench = parts.bench
-        self.episodes = parts.episodes
-        self.family = parts.episodes.family
-        self.data_kwargs = parts.eval_data_kwargs
-        self.learner = parts.learner
-        self.policy = parts.policy
-        self.trainer = parts.trainer
-        self.generator = parts.engine.generator
-        self.sync_target = parts.engine.sync
-        self.train_agent = parts.train_agent
-        self.eval_agent = parts.eval_agent
-        self.num_train_tasks = parts.num_train_tasks
-        self.train_tasks = parts.train_tasks
-        self.sampler = parts.sampler
-        self.history = parts.history
-        self.prompt_hook = parts.prompt_hook
+        self._parts = build_parts(cfg, self.paths.root)
+
+    @property
+    def parts(self) -> RunParts:
+        """What the run is built from (benchmark, learner, policy, trainer, engine, agents,
+        task sampler, history): :func:`~opid_gym.parts.build_parts`, on the first ``train()``."""
+        if self._parts is None:
+            raise RuntimeError("the run's parts are built when it starts training (Run.train)")
+        return self._parts
 
     def _restore(self) -> None:
-        state = persistence.restore(self.paths, sampler=self.sampler, learner=self.learner, trainer=self.trainer,
+        parts = self.parts
+        state = persistence.restore(self.paths, sampler=parts.sampler, learner=parts.learner, trainer=parts.trainer,
                                     is_main=self.dist.is_main)
         if state is None:
             return  # killed before the first checkpoint: start over
         self.state = state
-        if self.sync_target is not None:
-            self.sync_target.load_weights(self.trainer.named_weights())
+        if self.parts.engine.sync is not None:
+            self.parts.engine.sync.load_weights(self.parts.trainer.named_weights())
 
     def _save(self, record: dict[str, Any]) -> None:
-        persistence.save(self.paths, self.cfg, self.state, sampler=self.sampler, learner=self.learner,
-                         trainer=self.trainer, record=record, is_main=self.dist.is_main)
+        persistence.save(self.paths, self.cfg, self.state, sampler=self.parts.sampler, learner=self.parts.learner,
+                         trainer=self.parts.trainer, record=record, is_main=self.dist.is_main)
 
     # ------------------------------------------------------------------- a step
     def _context(self, step: int) -> StepContext:
-        return make_step_context(step, self.learner.run, self.trainer, self._batch,
+        return make_step_context(step, self.parts.learner.run, self.parts.trainer, self._batch,
                                  self.cfg.rollout.max_prompt_tokens, self._step_logs.update,
-                                 generator=_WithWeights(self.generator, self._engine_weights),
+                                 generator=_WithWeights(self.parts.engine.generator, self._engine_weights),
                                  old_logp_source=self.cfg.rollout.old_logp)
 
     def _rollout_filtered(self, step: int) -> tuple[list[Trajectory], list[Trajectory], RolloutStats, dict[str, float]]:
@@ -318,9 +310,9 @@ class Run:
         prefetched, self._prefetch = self._prefetch, None
         with self._engine_weights():
             trajs = run_episodes(
-                self.pool, self.train_agent, [specs[i] for i in mine], **{**self.episodes.episode_args(),
-                                                                          "history": self.history},
-                max_concurrent=self.cfg.env.max_concurrent, prompt_hook=self.prompt_hook,
+                self.pool, self.parts.train_agent, [specs[i] for i in mine],
+                **{**self.parts.episodes.episode_args(), "history": self.parts.history},
+                max_concurrent=self.cfg.env.max_concurrent, prompt_hook=self.parts.prompt_hook,
                 stats=stats, prefetched=prefetched,
             )
         if step + 1 < self.cfg.steps and not self.pool.in_process \
@@ -342,8 +334,8 @@ class Run:
         seed, tag = derive_seed(self.cfg.seed, "rollout", step), f"s{step}g"
         if attempt:
             seed, tag = derive_seed(self.cfg.seed, "rollout", step, "refill", attempt), f"s{step}r{attempt}g"
-        specs = make_groups([self.train_tasks[i] for i in self.sampler.tasks(step)], self.cfg.rollout.group_size,
-                            seed, tag=tag)
+        tasks = [self.parts.train_tasks[i] for i in self.parts.sampler.tasks(step)]
+        specs = make_groups(tasks, self.cfg.rollout.group_size, seed, tag=tag)
         return specs, list(self.dist.shard(range(len(specs))))  # every episode, when there is one process
 
     def _engine_weights(self) -> Any:
@@ -351,8 +343,8 @@ class Run:
         ``unsharded()``); nothing to do for a single-process trainer or another engine."""
         from opid_gym.trainer import Unsharding
 
-        if self.sync_target is None and isinstance(self.trainer, Unsharding):
-            return self.trainer.unsharded()
+        if self.parts.engine.sync is None and isinstance(self.parts.trainer, Unsharding):
+            return self.parts.trainer.unsharded()
         from contextlib import nullcontext
 
         return nullcontext()
@@ -372,22 +364,23 @@ class Run:
         record.update(sampling)
         batch: StepBatch | None = None
         with t.phase("prepare"):
-            batch = build_step_batch(trajs, gamma=self.learner.config.gamma)
+            batch = build_step_batch(trajs, gamma=self.parts.learner.config.gamma)
             self._batch = batch
             ctx = self._context(step)
             if len(batch):
                 width = batch.mask.shape[1]
-                if not self.learner.needs_old_logp:  # e.g. a supervised loss: no ratio to π_old
+                if not self.parts.learner.needs_old_logp:  # e.g. a supervised loss: no ratio to π_old
                     batch.old_logp = torch.zeros_like(batch.mask)
                 elif self.cfg.rollout.old_logp == "sampler":
                     if batch.sampler_logp is None:
                         raise RunError("rollout.old_logp=sampler but the rollout engine returned no log-probs")
                     batch.old_logp = batch.sampler_logp
                 else:
-                    batch.old_logp = self.trainer.score(batch.prompt_ids, batch.response_ids, width=width)
-                if self.learner.needs_ref_logp:
-                    batch.ref_logp = self.trainer.score(batch.prompt_ids, batch.response_ids, which="ref", width=width)
-                self.learner.prepare(batch, ctx)
+                    batch.old_logp = self.parts.trainer.score(batch.prompt_ids, batch.response_ids, width=width)
+                if self.parts.learner.needs_ref_logp:
+                    batch.ref_logp = self.parts.trainer.score(batch.prompt_ids, batch.response_ids, which="ref",
+                                                              width=width)
+                self.parts.learner.prepare(batch, ctx)
                 if self.dist.enabled:  # every rank ran prepare on the whole batch; rank 0's result wins
                     from opid_gym.distributed import broadcast_object
 
@@ -397,18 +390,18 @@ class Run:
         update_metrics: dict[str, float] = {}
         if len(batch):
             with t.phase("advantage"):
-                adv = self.learner.advantages(batch, ctx)
+                adv = self.parts.learner.advantages(batch, ctx)
                 if tuple(adv.shape) != tuple(batch.mask.shape):
-                    raise RuntimeError(f"{self.learner.name}.advantages returned shape {tuple(adv.shape)}, "
+                    raise RuntimeError(f"{self.parts.learner.name}.advantages returned shape {tuple(adv.shape)}, "
                                        f"expected {tuple(batch.mask.shape)}")
                 adv = torch.nan_to_num(adv.detach().float()) * batch.mask
             with t.phase("update"):
-                if isinstance(self.sync_target, Releasable):  # a colocated engine frees its memory;
-                    self.sync_target.release()                 # the next load wakes it
-                update_metrics = self.trainer.update(batch, adv, self.learner, step=step)
+                if isinstance(self.parts.engine.sync, Releasable):  # a colocated engine frees its memory;
+                    self.parts.engine.sync.release()                 # the next load wakes it
+                update_metrics = self.parts.trainer.update(batch, adv, self.parts.learner, step=step)
             with t.phase("sync"):
-                if self.sync_target is not None:
-                    report = self.sync_target.load_weights(self.trainer.named_weights())
+                if self.parts.engine.sync is not None:
+                    report = self.parts.engine.sync.load_weights(self.parts.trainer.named_weights())
                     if report is not None:  # the engine's drift check (agents/drift.py)
                         record["sync/drift_mean_abs"] = float(report.mean_abs)
                         record["sync/drift_max_abs"] = float(report.max_abs)
@@ -445,10 +438,11 @@ class Run:
         with self._engine_weights():
             if self.dist.is_main:
                 summary, _ = evaluate(
-                    self.bench, self.eval_agent, agent_name=f"{self.cfg.model.backend}:{self.cfg.model.name}",
-                    env_kwargs=self.data_kwargs, limit=self.cfg.eval.limit, workers=self.cfg.env.workers,
+                    self.parts.bench, self.parts.eval_agent,
+                    agent_name=f"{self.cfg.model.backend}:{self.cfg.model.name}",
+                    env_kwargs=self.parts.eval_data_kwargs, limit=self.cfg.eval.limit, workers=self.cfg.env.workers,
                     seed=self.cfg.seed, max_concurrent=self.cfg.env.max_concurrent, out_dir=self.paths.eval_dir(tag),
-                    prompt_hook=self.learner.eval_prompt_hook(), env_urls=self.cfg.env.remote_urls,
+                    prompt_hook=self.parts.learner.eval_prompt_hook(), env_urls=self.cfg.env.remote_urls,
                     env_timeout=self.cfg.env.remote_timeout,
                 )
             barrier()
@@ -462,8 +456,9 @@ class Run:
         try:
             return self._train()
         finally:
-            if isinstance(self.sync_target, Closeable):  # shut the engine down while the process group exists
-                self.sync_target.close()
+            sync = self._parts.engine.sync if self._parts is not None else None  # (None: set-up failed)
+            if isinstance(sync, Closeable):  # shut the engine down while the process group exists
+                sync.close()
 
     def _train(self) -> dict[str, Any]:
         self._setup()  # everything that can fail on bad input fails before the folder is written
@@ -484,8 +479,8 @@ class Run:
         self._clock = (time.perf_counter(), self.state.seconds)
         log = MetricsLog(self.paths, tensorboard=self.cfg.log.tensorboard,
                          purge_step=self.state.step + 1 if self.resume else None) if main else None
-        self.pool = make_env_pool(self.cfg, self.episodes.env_id, self.episodes.env_kwargs,
-                                  with_expert=self.learner.needs_expert or self.train_agent.needs_expert)
+        self.pool = make_env_pool(self.cfg, self.parts.episodes.env_id, self.parts.episodes.env_kwargs,
+                                  with_expert=self.parts.learner.needs_expert or self.parts.train_agent.needs_expert)
         self._prefetch = None
         bar = self._bar() if main else None
         try:
@@ -526,7 +521,7 @@ class Run:
             "seed": self.cfg.seed, "final_eval": final.to_dict() if final is not None else None,
             "budget": {"steps": self.state.step, "tokens_generated": self.state.tokens_generated,
                        "env_steps": self.state.env_steps, "seconds": self.state.seconds,
-                       "train_tasks": len(self.train_tasks), "train_fraction": self.cfg.env.train_fraction},
+                       "train_tasks": len(self.parts.train_tasks), "train_fraction": self.cfg.env.train_fraction},
             "final_eval_seconds": time.perf_counter() - t0,
         }
         if self.dist.enabled:
@@ -536,7 +531,7 @@ class Run:
         persistence.write_json(self.paths.summary, summary)
         if final is not None and self.record_results:
             persistence.record_result(self.results_db, self.cfg, self.state, final, self.paths.root,
-                                      eval_skills=self.learner.eval_prompt_hook() is not None)
+                                      eval_skills=self.parts.learner.eval_prompt_hook() is not None)
         if not self.quiet:
             persistence.print_final(summary, self.paths.root)
         return summary

@@ -170,6 +170,18 @@ def ppo_epochs(cfg: OptimConfig, optimizer: torch.optim.Optimizer, batch: StepBa
     return out
 
 
+def by_length(batch: StepBatch, rows: Sequence[int]) -> list[int]:
+    """``rows`` ordered by prompt + response length (ties: their order), for cutting into
+    micro-batches: each micro-batch is padded to its longest row, so rows of like length
+    waste less. The mini-batch's gradient is the same sum in any order.
+
+    On the demo's warm-start data (prompts of 309-1028 tokens, mini-batches of 4) two
+    sorted micro-batches of 2 compute a mini-batch 14% faster than one micro-batch of 4 on
+    this project's CPU (``python benchmarks/micro_batches.py``).
+    """
+    return sorted(rows, key=lambda r: len(batch.prompt_ids[r]) + len(batch.response_ids[r]))
+
+
 def micro_batch_loss(policy: TrainablePolicy, batch: StepBatch, advantages: torch.Tensor, learner: Learner,
                      micro: list[int], *, num_tokens: float, step: int, num_seqs: float | None = None) -> LossOutput:
     """The learner's loss on rows ``micro`` of ``batch``, with gradients through ``policy``.
@@ -279,8 +291,9 @@ class LocalTrainer:
         num_tokens = float(batch.mask[rows].sum())
         sums: dict[str, float] = {}
         size = self.cfg.micro_batch_size
+        ordered = by_length(batch, rows) if size < len(rows) else rows
         for start in range(0, len(rows), size):
-            micro = rows[start: start + size]
+            micro = ordered[start: start + size]
             out = micro_batch_loss(self.policy, batch, advantages, learner, micro, num_tokens=num_tokens,
                                    step=step, num_seqs=float(len(rows)))
             out.loss.backward()

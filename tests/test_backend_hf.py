@@ -404,3 +404,29 @@ def test_rows_that_finish_early_leave_the_batch_without_disturbing_the_rest(cach
     for p, s, g in zip(prompts, seeds, batched):
         assert g.token_ids == other.generate_ids([p], sp, seeds=[s])[0].token_ids
         assert g.logprobs == pytest.approx(_reference_logprobs(other, p, g.token_ids), abs=GEN_TOL)
+
+
+def test_train_top_layers_trains_only_the_top_blocks_and_the_backward_stops_there(cache_dir):
+    from agents.hf import decoder_blocks
+    from agents.models import ModelError
+    from agents.policy_factory import make_hf_policy
+    from opid_gym.config import ConfigError, ModelConfig
+
+    policy = make_hf_policy(ModelConfig(name="tiny", device="cpu", train_top_layers=1))
+    blocks = decoder_blocks(policy.model)
+    assert len(blocks) == 2
+    top = {id(p) for p in blocks[-1].parameters()} | {id(p) for p in policy.model.model.norm.parameters()}
+    assert {id(p) for p in policy.trainable_parameters()} == top
+    res = policy.forward_logprobs([[5, 6, 7, 8], [9, 10]], [[11, 12], [13]])
+    (res.logprobs * res.mask).sum().backward()
+    for name, p in policy.model.named_parameters():
+        if id(p) in top:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+        else:  # embeddings, the tied head, the lower block: no gradient computed at all
+            assert p.grad is None, name
+    ref = policy.reference_copy()
+    assert not any(p.requires_grad for p in ref.model.parameters())
+    with pytest.raises(ModelError, match="2 decoder blocks"):
+        HFPolicy.from_pretrained("tiny", HFOptions(device="cpu", cache_dir=cache_dir, train_top_layers=3))
+    with pytest.raises(ConfigError, match="train_top_layers"):
+        ModelConfig(train_top_layers=0)

@@ -219,3 +219,62 @@ def test_the_first_minibatch_ratio_is_one_and_reported_apart(tiny_policy):
             (metrics["ppo/first_ratio_mean"] + (n - 1) * metrics["ppo/rest_ratio_mean"]) / n, abs=1e-6)
     finally:
         tiny_policy.module.load_state_dict(snapshot)
+
+
+def test_micro_batches_take_rows_of_like_length_and_the_update_stays_the_same(tiny_policy):
+    """A mini-batch is cut into micro-batches of rows sorted by length (less padding): the
+    optimiser step equals the one-forward step of the whole mini-batch."""
+    from agents.model_agent import ModelAgent
+    from opid_gym.backend import SamplingParams
+    from opid_gym.benchmark import Benchmark
+    from opid_gym.config import OptimConfig
+    from opid_gym.history import WindowHistory
+    from opid_gym.rollout import make_groups, run_episodes
+    from opid_gym.trainer import LocalTrainer, by_length
+    from opid_gym.workers import InProcessPool
+
+    toyenv.register()
+    trajs = []
+    with InProcessPool("letters-train", {"max_steps": 1}) as pool:
+        for k, limit in enumerate((3, 12, 6)):  # responses of three lengths
+            agent = ModelAgent(tiny_policy, SamplingParams(temperature=1.0, max_new_tokens=limit, max_prompt_tokens=256))
+            trajs += run_episodes(pool, agent, make_groups([k], 2, seed=7, tag=f"g{k}"), env_id="letters-train",
+                                  template=toyenv.TOY_PROMPT, action_format="think_action", history=WindowHistory(1))
+    batch = build_step_batch(trajs)
+    lengths = [len(p) + len(r) for p, r in zip(batch.prompt_ids, batch.response_ids)]
+    assert len(set(lengths)) > 2, "the rows should differ in length"
+    assert [lengths[i] for i in by_length(batch, range(len(batch)))] == sorted(lengths)
+    bench = Benchmark("toy", "opid/letters-eval", "opid/letters-train", max_steps=1)
+    run = RunInfo(benchmark=bench, family="toy", template=toyenv.TOY_PROMPT, action_format="think_action")
+    learner = GRPO(LearnerConfig(kl_coef=0.0, entropy_coef=0.0), run)
+    snapshot = {k: v.detach().clone() for k, v in tiny_policy.module.state_dict().items()}
+    adv = torch.linspace(-1.0, 1.0, len(batch))[:, None] * batch.mask
+    calls: list[list[int]] = []
+    forward = tiny_policy.forward_logprobs
+
+    def recording(prompts, responses, **kw):  # what each micro-batch holds, then the real forward
+        calls.append([len(p) + len(r) for p, r in zip(prompts, responses)])
+        return forward(prompts, responses, **kw)
+
+    after = {}
+    try:
+        for micro in (len(batch), 2):
+            tiny_policy.module.load_state_dict(snapshot)
+            trainer = LocalTrainer(tiny_policy, OptimConfig(lr=1e-2, weight_decay=0.0, micro_batch_size=micro,
+                                                            mini_batch_size=len(batch)), total_steps=1, keep_ref=False)
+            batch.old_logp = trainer.score(batch.prompt_ids, batch.response_ids)
+            calls.clear()
+            tiny_policy.forward_logprobs = recording
+            trainer.update(batch, adv, learner, step=0)
+            del tiny_policy.forward_logprobs
+            # the step's gradient, as AdamW's first moment holds it after one step: (1 - β1)·g
+            after[micro] = [trainer.optimizer.state[p]["exp_avg"].clone() for p in trainer.params]
+            if micro == 2:
+                assert all(len(c) <= 2 for c in calls) and len(calls) == math.ceil(len(batch) / 2)
+                assert [n for c in calls for n in c] == sorted(lengths)  # like lengths share a micro-batch
+    finally:
+        tiny_policy.__dict__.pop("forward_logprobs", None)
+        tiny_policy.module.load_state_dict(snapshot)
+    assert any(g.abs().sum() > 0 for g in after[2])
+    for sorted_micro, whole in zip(after[2], after[len(batch)]):
+        assert torch.allclose(sorted_micro, whole, rtol=1e-4, atol=1e-8)

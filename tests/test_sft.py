@@ -192,8 +192,8 @@ def test_rl_run_from_run_starts_from_its_final_weights(sft_run, tmp_path):
     final = objects["trainer"]["model"]
     run = Run(cfg, tmp_path / "rl", quiet=True)
     run._setup()
-    state = run.trainer.module.state_dict()
-    ref = run.trainer.ref.module.state_dict()
+    state = run.parts.trainer.module.state_dict()
+    ref = run.parts.trainer.ref.module.state_dict()
     assert set(state) == set(final)
     for name, value in final.items():
         assert torch.equal(state[name], value), name
@@ -290,3 +290,14 @@ def test_saved_trajectories_replay_as_demonstrations(tmp_path):
     assert all(not s.response_token_ids for s in trajs[2].steps)
     assert main(["sft", "--env", BENCH, "--agent", f"saved:{tmp_path / 'none'}", "--preset", "smoke",
                  "--out", str(tmp_path / "r")]) == 2
+
+
+def test_the_demo_warm_start_trains_the_top_blocks_and_rl_starts_from_it_with_every_weight(tmp_path):
+    from opid_gym.demo import DEMO_BENCHMARK, demo_configs
+
+    sft, rl = demo_configs("opid", DEMO_BENCHMARK, tmp_path / "sft", rl_set=["steps=5"])
+    assert sft.learner_name == "sft" and rl.learner_name == "opid"
+    assert sft.model.train_top_layers == 15 and rl.model.train_top_layers is None
+    assert rl.model.name == f"run:{(tmp_path / 'sft').resolve()}" and rl.steps == 5
+    assert sft.optim.micro_batch_size < sft.optim.mini_batch_size  # rows of like length per forward
+    assert sft.model.autocast == rl.model.autocast == "bfloat16" and sft.eval.limit == rl.eval.limit == 20
