@@ -86,8 +86,8 @@ def adamw(params: list[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.Ada
     AdamW's fused kernel where every parameter allows it (:func:`fused_adamw_ok`): the
     same update as the default multi-tensor one up to float rounding, in one pass over
     each tensor. On this project's 2-core CPU a step over SmolLM2-135M's 135M parameters
-    takes 0.12 s fused against 0.8 s (``python benchmarks/optimizer_step.py``), and the
-    demo's warm start takes 48 of them.
+    takes 0.135 s fused against 0.909 s (``python benchmarks/optimizer_step.py``,
+    ``benchmarks/results/optimizer_step_2026-12-06.txt``); the demo's warm start takes 48.
     """
     return torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
                              weight_decay=cfg.weight_decay, fused=fused_adamw_ok(params) or None)
@@ -175,9 +175,10 @@ def by_length(batch: StepBatch, rows: Sequence[int]) -> list[int]:
     micro-batches: each micro-batch is padded to its longest row, so rows of like length
     waste less. The mini-batch's gradient is the same sum in any order.
 
-    On the demo's warm-start data (prompts of 309-1028 tokens, mini-batches of 4) two
-    sorted micro-batches of 2 compute a mini-batch 14% faster than one micro-batch of 4 on
-    this project's CPU (``python benchmarks/micro_batches.py``).
+    On the demo's warm-start data (rows of 329-834 tokens, mini-batches of 4) two sorted
+    micro-batches of 2 take a mini-batch's forward + backward 1.26x faster than one
+    micro-batch of 4 on this project's CPU (``python benchmarks/micro_batches.py``,
+    ``benchmarks/results/micro_batches_2026-12-06.txt``).
     """
     return sorted(rows, key=lambda r: len(batch.prompt_ids[r]) + len(batch.response_ids[r]))
 
