@@ -80,9 +80,12 @@ def test_run_with_nproc_2_matches_one_process_and_resumes_exactly(tmp_path, monk
 
     letters.register()
     monkeypatch.setenv("OPID_GYM_RESULTS", str(tmp_path / "results.sqlite"))
+    # optim.eps=1e-6: the first step's advantages can all be 0, leaving gradients of ~1e-8 per
+    # weight, where Adam's g / (|g| + eps) turns float-rounding differences between one and
+    # two processes into differences of a whole learning rate (seen: 8.8e-4 with eps 1e-8)
     args = ["run", "--learner", "grpo", "--env", "letters", "--preset", "smoke", "--set", "rollout.max_new_tokens=8",
             "--set", "rollout.group_size=3", "--set", "optim.lr=1e-3", "--set", "optim.micro_batch_size=2",
-            "--set", "model.cpu_threads=1", "--no-progress"]
+            "--set", "model.cpu_threads=1", "--set", "optim.eps=1e-6", "--no-progress"]
     one, two = tmp_path / "one", tmp_path / "two"
     assert main([*args, "--out", str(one)]) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -105,6 +108,8 @@ def test_run_with_nproc_2_matches_one_process_and_resumes_exactly(tmp_path, monk
             assert r2[key] == pytest.approx(r1[key], rel=1e-4, abs=1e-6), key
     w1, w2 = weights(one), weights(two)
     assert max((w1[k] - w2[k]).abs().max().item() for k in w1) < 1e-4
+    start = torch.load(one / "checkpoints" / "step_000001" / "trainer.pt", weights_only=False)["model"]
+    assert max((w1[k] - start[k]).abs().max().item() for k in w1) > 1e-4  # step 2 moved the weights beyond that
     summary = json.loads((two / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["budget"]["steps"] == 2
     assert (two / "eval" / "final" / "summary.json").is_file()
