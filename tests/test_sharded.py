@@ -133,6 +133,26 @@ def test_run_with_nproc_2_matches_one_process_and_resumes_exactly(tmp_path, monk
     assert all(torch.equal(w3[k], w2[k]) for k in w2)
 
 
+def test_train_top_layers_with_two_processes_moves_only_the_top_block(tmp_path, monkeypatch):
+    """``model.train_top_layers`` under FSDP: the frozen weights come out of training unchanged."""
+    pytest.importorskip("transformers")
+    from agents.hf import HFOptions, HFPolicy
+
+    monkeypatch.setenv("OPID_GYM_RESULTS", str(tmp_path / "results.sqlite"))
+    out = tmp_path / "top"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "tests.support.dist_cli", "run", "--learner", "grpo", "--env", "letters",
+                           "--preset", "smoke", "--set", "rollout.max_new_tokens=8", "--set", "rollout.group_size=3",
+                           "--set", "optim.lr=1e-3", "--set", "model.cpu_threads=1", "--set", "model.train_top_layers=1",
+                           "--no-progress", "--out", str(out), "--nproc", "2"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    start = HFPolicy.from_pretrained("tiny", HFOptions(device="cpu", cache_dir=str(tmp_path / "m"))).model.state_dict()
+    final = torch.load(out / "checkpoints" / "step_000002" / "trainer.pt", weights_only=False)["model"]
+    moved = {k for k in final if not torch.equal(final[k], start[k])}
+    assert moved and all(k.startswith("model.layers.1.") or k == "model.norm.weight" for k in moved), sorted(moved)
+
+
 # ------------------------------------------------------------------- pieces
 def test_each_rank_takes_every_world_size_th_item():
     items = list(range(7))
