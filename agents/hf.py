@@ -708,10 +708,10 @@ def freeze_below_top(model: Any, top: int) -> None:
     for p in model.parameters():
         p.requires_grad_(False)
     base = getattr(model, "base_model", model)
-    for module in [*blocks[len(blocks) - top:], getattr(base, "norm", None) or getattr(base, "ln_f", None)]:
-        if module is not None:
-            for p in module.parameters():
-                p.requires_grad_(True)
+    final_norm = next((m for m in (getattr(base, "norm", None), getattr(base, "ln_f", None)) if m is not None), None)
+    for module in [*blocks[len(blocks) - top:], *([final_norm] if final_norm is not None else [])]:
+        for p in module.parameters():
+            p.requires_grad_(True)
 
 
 def _add_lora(model: Any, lora: LoraSettings) -> Any:

@@ -213,7 +213,6 @@ class RunParts:
     engine: RolloutEngine
     train_agent: Agent
     eval_agent: Agent
-    num_train_tasks: int
     train_tasks: list[int]
     sampler: TaskSampler
     history: HistoryManager
@@ -258,7 +257,7 @@ def build_parts(cfg: RunConfig, run_dir: Path) -> RunParts:
     return RunParts(
         bench=bench, episodes=episodes, eval_data_kwargs=data_kwargs(bench.env_id, cfg.env.data_root),
         learner=learner, policy=policy, trainer=trainer, engine=engine, train_agent=train_agent,
-        eval_agent=eval_agent, num_train_tasks=num_train_tasks, train_tasks=train_tasks,
+        eval_agent=eval_agent, train_tasks=train_tasks,
         sampler=TaskSampler(len(train_tasks), cfg.rollout.tasks_per_step, cfg.seed),
         history=episodes.history(), prompt_hook=learner.rollout_prompt_hook(),
     )

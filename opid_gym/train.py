@@ -259,8 +259,8 @@ class Run:
         if state is None:
             return  # killed before the first checkpoint: start over
         self.state = state
-        if self.parts.engine.sync is not None:
-            self.parts.engine.sync.load_weights(self.parts.trainer.named_weights())
+        if parts.engine.sync is not None:
+            parts.engine.sync.load_weights(parts.trainer.named_weights())
 
     def _save(self, record: dict[str, Any]) -> None:
         persistence.save(self.paths, self.cfg, self.state, sampler=self.parts.sampler, learner=self.parts.learner,
